@@ -1,0 +1,127 @@
+"""Prometheus collectors behind a small interface (one registry per process).
+
+With ``--workers N`` every worker process keeps its own registry and serves it
+on ``--metrics-port + worker index``: no shared multiprocess directory to
+manage, and each worker's reloads and errors stay visible on their own.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+_LATENCY_BUCKETS = (
+    0.0002,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "tpw_admission_requests",
+            "Admission reviews answered.",
+            ["endpoint", "operation", "decision"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "tpw_admission_duration_seconds",
+            "Time to answer an admission review.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "tpw_admission_in_flight", "Admission reviews being answered.", registry=r
+        )
+        self.violations = Counter(
+            "tpw_violations", "Policy violations found, by rule.", ["rule"], registry=r
+        )
+        self.mutations = Counter(
+            "tpw_mutations",
+            "Reviews patched, by rule that changed the pod.",
+            ["rule"],
+            registry=r,
+        )
+        self.http_errors = Counter(
+            "tpw_http_errors",
+            "Requests refused before admission, by HTTP status.",
+            ["status"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "tpw_internal_errors", "Bugs turned into errored responses.", registry=r
+        )
+        self.policy_reloads = Counter(
+            "tpw_policy_reloads", "Policy file reloads, by result.", ["result"], registry=r
+        )
+        self.policy_info = Gauge(
+            "tpw_policy_info", "The policy in force (value 1).", ["hash"], registry=r
+        )
+        self.certificate_reloads = Counter(
+            "tpw_certificate_reloads",
+            "Serving certificate reloads, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.certificate_expiry = Gauge(
+            "tpw_certificate_expiry_timestamp_seconds",
+            "Expiry (Unix time) of the serving certificate in force.",
+            registry=r,
+        )
+        self.lookup_errors = Counter(
+            "tpw_lookup_errors",
+            "Kubernetes API lookups that failed, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.watch_restarts = Counter(
+            "tpw_watch_restarts", "Watch streams restarted, by kind.", ["kind"], registry=r
+        )
+        self.cache_objects = Gauge(
+            "tpw_cache_objects",
+            "Objects in the watch-fed caches, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.cache_synced = Gauge(
+            "tpw_cache_synced",
+            "1 once the cache of this kind has synced.",
+            ["kind"],
+            registry=r,
+        )
+
+    # The kube caches report through these (a Protocol on their side).
+    def watch_restart(self, kind: str) -> None:
+        self.watch_restarts.labels(kind).inc()
+
+    def lookup_error(self, kind: str) -> None:
+        self.lookup_errors.labels(kind).inc()
+
+    def cache_size(self, kind: str, size: int) -> None:
+        self.cache_objects.labels(kind).set(size)
+
+    def synced(self, kind: str, synced: bool) -> None:
+        self.cache_synced.labels(kind).set(1 if synced else 0)
+
+    def set_policy(self, content_hash: str) -> None:
+        self.policy_info.clear()
+        self.policy_info.labels(content_hash).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

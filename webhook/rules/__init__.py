@@ -1,0 +1,1 @@
+"""Pure policy rules: one module per rule family, each ``(pod, policy, facts) -> Outcome``."""

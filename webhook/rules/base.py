@@ -1,0 +1,142 @@
+"""What every rule shares: the facts it may read, the outcome it returns, and
+one container visitor so that no rule forgets init or ephemeral containers.
+
+A rule is a pure function ``(pod, policy, facts) -> Outcome``. It reads the pod
+as received (never mutates it) and says what must change (``Change``: a path
+and the value it must have, or ``REMOVE``), what it overrode (``notes``, one
+short sentence each, turned into warnings), and what can't be made right by a
+patch (``Violation``). The rule does not know its action: admission applies
+enforce / warn / audit to every family the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from webhook.config import Policy
+
+Pod = dict[str, Any]
+PathPart = str | int
+Path = tuple[PathPart, ...]
+
+
+class _Remove:
+    def __repr__(self) -> str:
+        return "REMOVE"
+
+
+REMOVE: Final = _Remove()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: Path
+    value: Any  # the value the field must have, or REMOVE
+    # False for bookkeeping (e.g. the record of original values): part of the
+    # patch, but not a state that /validate requires.
+    enforced: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    where: str  # field path with the item's name: "spec.volumes[0] (name=data)"
+    what: str  # the problem and the rule: "volume type hostPath is not supported ..."
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    changes: tuple[Change, ...] = ()
+    notes: tuple[str, ...] = ()
+    violations: tuple[Violation, ...] = ()
+
+
+EMPTY: Final = Outcome()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountFact:
+    """What the API said about the pod's service account (SPEC §4.5, §6)."""
+
+    status: Literal["found", "missing", "error"]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What admission learned around the pod before deciding.
+
+    ``namespace_labels`` and ``service_account`` are None when unknown (no
+    Kubernetes API access, or lookups are off). ``existing_ephemeral`` names
+    ephemeral containers the pod already had before an ephemeral-containers
+    update: immutable, so no rule patches or judges them again.
+    """
+
+    namespace: str = ""
+    namespace_labels: Mapping[str, str] | None = None
+    service_account: ServiceAccountFact | None = None
+    existing_ephemeral: frozenset[str] = frozenset()
+
+
+Check = Callable[[Pod, Policy, Facts], Outcome]
+
+CONTAINER_KINDS: Final = ("initContainers", "containers", "ephemeralContainers")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRef:
+    kind: str  # "containers" | "initContainers" | "ephemeralContainers"
+    index: int
+    container: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        name = self.container.get("name")
+        return name if isinstance(name, str) else ""
+
+    @property
+    def path(self) -> Path:
+        return ("spec", self.kind, self.index)
+
+    @property
+    def where(self) -> str:
+        return f"spec.{self.kind}[{self.index}] (name={self.name})"
+
+    @property
+    def label(self) -> str:
+        """How warnings name it: "container base", "init container git-sync"."""
+        word = {"containers": "container", "initContainers": "init container"}.get(
+            self.kind, "ephemeral container"
+        )
+        return f"{word} {self.name}"
+
+
+def visit_containers(
+    pod: Pod, facts: Facts, kinds: tuple[str, ...] = CONTAINER_KINDS
+) -> Iterator[ContainerRef]:
+    """Every container of the given kinds; shapes were checked before rules run."""
+    spec = pod.get("spec") or {}
+    for kind in kinds:
+        for index, container in enumerate(spec.get(kind) or ()):
+            if kind == "ephemeralContainers" and container.get("name") in facts.existing_ephemeral:
+                continue
+            yield ContainerRef(kind, index, container)
+
+
+def get_in(obj: Any, *path: PathPart) -> Any:
+    """``obj[p0][p1]...`` or None where any step is missing (or null)."""
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(obj, list) or part >= len(obj):
+                return None
+        elif not isinstance(obj, dict):
+            return None
+        obj = obj[part] if isinstance(part, int) else obj.get(part)
+        if obj is None:
+            return None
+    return obj

@@ -1,0 +1,181 @@
+"""Resources (SPEC §4.2): every container's requests and limits within bounds.
+
+For each container and init container (ephemeral containers have no
+resources), for each resource the policy names (cpu, memory,
+ephemeral-storage), with Kubernetes quantity semantics:
+
+1. default: no request and no limit → ``defaults.requests`` / ``defaults.limits``;
+   no request but a limit → request := limit (as the apiserver defaults it);
+   no limit → ``defaults.limits``;
+2. clamp request and limit into [``min``, ``max``] (``minExemptContainers``
+   skip ``min``: Airflow's xcom sidecar asks 1m/10Mi by design);
+3. a limit below the request is raised to the request;
+4. ``requestsEqualLimits``: the request is raised to the limit (Guaranteed QoS).
+
+Fields touched: ``spec.{initContainers,containers}[i].resources.{requests,limits}.<name>``
+and the annotation ``task-pod-webhook/original-resources`` (JSON of the values
+we changed, ``null`` for unset ones). Values written are always the policy's or
+the pod's own spelling. An unparsable quantity, or a pod whose total request
+(as the scheduler counts it) is above ``maxPerPod``, is a violation.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from webhook import quantity
+from webhook.config import Policy, ResourcesPolicy
+from webhook.rules.base import (
+    EMPTY,
+    Change,
+    ContainerRef,
+    Facts,
+    Outcome,
+    Pod,
+    Violation,
+    visit_containers,
+)
+
+ORIGINAL_ANNOTATION = "task-pod-webhook/original-resources"
+
+# (spelling as written in the manifest or policy, parsed value)
+_Value = tuple[Any, Decimal]
+
+
+def _policy_value(policy: ResourcesPolicy, table: str, name: str) -> _Value | None:
+    parsed = policy.parsed[table].get(name)
+    if parsed is None:
+        return None
+    text = {
+        "min": policy.min,
+        "max": policy.max,
+        "requests": policy.defaults.requests,
+        "limits": policy.defaults.limits,
+    }[table][name]  # type: ignore[index]
+    return text, parsed
+
+
+def _settle(
+    policy: ResourcesPolicy, name: str, req: _Value | None, lim: _Value | None, exempt: bool
+) -> tuple[_Value | None, _Value | None, str, str]:
+    """Final (request, limit) and the reason for each change."""
+    why_req = why_lim = ""
+    if req is None and lim is None:
+        req, lim = _policy_value(policy, "requests", name), _policy_value(policy, "limits", name)
+        why_req = why_lim = "policy default"
+    elif req is None:
+        req, why_req = lim, "set to the limit"
+    if lim is None:
+        lim = _policy_value(policy, "limits", name)
+        why_lim = "policy default"
+    low = None if exempt else _policy_value(policy, "min", name)
+    high = _policy_value(policy, "max", name)
+    if req is not None:
+        if low is not None and req[1] < low[1]:
+            req, why_req = low, "policy min"
+        if high is not None and req[1] > high[1]:
+            req, why_req = high, "policy max"
+    if lim is not None:
+        if low is not None and lim[1] < low[1]:
+            lim, why_lim = low, "policy min"
+        if high is not None and lim[1] > high[1]:
+            lim, why_lim = high, "policy max"
+    if req is not None and lim is not None:
+        if lim[1] < req[1]:
+            lim, why_lim = req, "raised to the request"
+        if policy.requests_equal_limits and req[1] != lim[1]:
+            req, why_req = lim, "requests equal limits"
+    return req, lim, why_req, why_lim
+
+
+def _pod_total(requests: list[tuple[ContainerRef, dict[str, Decimal]]], name: str) -> Decimal:
+    """The pod's request for ``name`` as the scheduler counts it (k8s PodRequests)."""
+    apps = sum(
+        (r.get(name, Decimal(0)) for ref, r in requests if ref.kind == "containers"), Decimal(0)
+    )
+    sidecars = Decimal(0)
+    init_peak = Decimal(0)
+    for ref, r in requests:
+        if ref.kind != "initContainers":
+            continue
+        value = r.get(name, Decimal(0))
+        if ref.container.get("restartPolicy") == "Always":
+            sidecars += value
+            apps += value
+            init_peak = max(init_peak, sidecars)
+        else:
+            init_peak = max(init_peak, sidecars + value)
+    return max(apps, init_peak)
+
+
+def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
+    rules = policy.resources
+    changes: list[Change] = []
+    notes: list[str] = []
+    violations: list[Violation] = []
+    originals: dict[str, dict[str, dict[str, Any]]] = {}
+    final_requests: list[tuple[ContainerRef, dict[str, Decimal]]] = []
+    for ref in visit_containers(pod, facts, ("initContainers", "containers")):
+        resources = ref.container.get("resources") or {}
+        current = {
+            "requests": resources.get("requests") or {},
+            "limits": resources.get("limits") or {},
+        }
+        totals: dict[str, Decimal] = {}
+        final_requests.append((ref, totals))
+        for name in rules.resource_names:
+            parsed: dict[str, _Value | None] = {}
+            for kind in ("requests", "limits"):
+                raw = current[kind].get(name)
+                try:
+                    parsed[kind] = None if raw is None else (raw, quantity.parse(raw))
+                except quantity.QuantityError:
+                    violations.append(
+                        Violation(
+                            ref.where,
+                            f"resources.{kind}.{name} {json.dumps(raw)} is not a valid quantity",
+                        )
+                    )
+            if len(parsed) < 2:
+                continue
+            exempt = ref.name in rules.min_exempt_containers
+            req, lim, why_req, why_lim = _settle(
+                rules, name, parsed["requests"], parsed["limits"], exempt
+            )
+            if req is not None:
+                totals[name] = req[1]
+            for kind, before, after, why in (
+                ("requests", parsed["requests"], req, why_req),
+                ("limits", parsed["limits"], lim, why_lim),
+            ):
+                if after is None or (before is not None and before[0] == after[0]):
+                    continue
+                changes.append(Change((*ref.path, "resources", kind, name), after[0]))
+                field = f"{ref.label}: resources.{kind}.{name}"
+                if before is None:
+                    notes.append(f"{field} set to {after[0]} ({why})")
+                else:
+                    notes.append(f"{field} {before[0]} changed to {after[0]} ({why})")
+                originals.setdefault(ref.name, {}).setdefault(kind, {})[name] = (
+                    None if before is None else before[0]
+                )
+    for name, cap in rules.parsed["maxPerPod"].items():
+        total = _pod_total(final_requests, name)
+        if total > cap:
+            violations.append(
+                Violation(
+                    "spec.containers[*].resources.requests",
+                    f"the pod's total {name} request {total.normalize():f} is above the policy's "
+                    f"maxPerPod {rules.max_per_pod[name]}",  # type: ignore[index]
+                )
+            )
+    if originals:
+        record = json.dumps(originals, sort_keys=True, separators=(",", ":"))
+        changes.append(
+            Change(("metadata", "annotations", ORIGINAL_ANNOTATION), record, enforced=False)
+        )
+    if not (changes or violations):
+        return EMPTY
+    return Outcome(changes=tuple(changes), notes=tuple(notes), violations=tuple(violations))

@@ -1,0 +1,241 @@
+"""``task-pod-webhook serve``: run the HTTPS server (and its workers).
+
+Shutdown follows the order that keeps a rolling restart invisible to the
+apiserver: on SIGTERM ``/readyz`` turns 503 at once (the endpoint is taken out
+of the Service), requests keep being served for ``--shutdown-grace`` seconds
+(the apiserver may still be routing to us), then the listener closes,
+in-flight requests finish, and the process exits 0.
+
+``--workers N`` starts N processes that share the port with SO_REUSEPORT; each
+loads and reloads the policy and certificate on its own, and serves its own
+metrics on ``--metrics-port + index``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from webhook.config import PolicyError
+from webhook.facts import FactsSource, NoKubeFacts
+from webhook.logs import setup_logging
+from webhook.metrics import Metrics
+from webhook.policy_store import PolicyStore
+from webhook.server import Runtime, create_app, create_metrics_app
+from webhook.settings import Settings
+
+log = logging.getLogger("task_pod_webhook.serve")
+DRAIN_TIMEOUT = 10.0  # seconds in-flight requests get after the grace period
+
+
+def _install_fast_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _facts_source(settings: Settings, metrics: Metrics) -> FactsSource:
+    if settings.no_kube:
+        return NoKubeFacts()
+    from webhook import kube
+
+    try:
+        return kube.KubeFacts.from_config(settings.kubeconfig, metrics=metrics)
+    except kube.KubeConfigError as exc:
+        if settings.kubeconfig is not None or kube.in_cluster():
+            raise
+        log.warning(
+            "no Kubernetes API configuration found; serving without API access "
+            "(namespace labels and service account lookups unavailable)",
+            extra={"error": str(exc)},
+        )
+        return NoKubeFacts(f"no Kubernetes API configuration ({exc})")
+
+
+def resolve_tls(settings: Settings) -> tuple[Settings, Path | None]:
+    """Settings with certificate files, creating the dev certificate when none are given.
+
+    Returns the CA file to tell the user about (dev certificate only)."""
+    if settings.tls_cert_file and settings.tls_private_key_file:
+        return settings, None
+    if settings.tls_cert_file or settings.tls_private_key_file:
+        raise ValueError("--tls-cert-file and --tls-private-key-file go together")
+    from webhook.tls import ensure_dev_certificate
+
+    files = ensure_dev_certificate(settings.certs_dir)
+    return replace(
+        settings, tls_cert_file=files.cert, tls_private_key_file=files.key
+    ), files.ca_cert
+
+
+def _banner(settings: Settings, runtime: Runtime, ca_file: Path | None) -> str:
+    url = f"https://{settings.host}:{settings.port}"
+    policy = str(settings.policy_file) if settings.policy_file else "embedded default"
+    lines = [
+        f"task-pod-webhook serving {url} (/mutate, /validate, /healthz, /readyz)",
+        f"  policy: {policy} (hash {runtime.policies.current.content_hash})",
+        f"  certificate: {settings.tls_cert_file}",
+    ]
+    if settings.metrics_port:
+        lines.append(f"  metrics: http://{settings.host}:{settings.metrics_port}/metrics")
+    if settings.workers > 1:
+        lines.append(f"  workers: {settings.workers}")
+    cacert = f"--cacert {ca_file}" if ca_file else "--cacert <your CA file>"
+    lines.append(
+        f"  try: curl -sS {cacert} -H 'Content-Type: application/json' "
+        f"--data @examples/review-executor-pod.json {url}/mutate"
+    )
+    return "\n".join(lines)
+
+
+async def _serve(settings: Settings, runtime: Runtime, ca_file: Path | None) -> None:
+    app = create_app(runtime)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=DRAIN_TIMEOUT
+    )
+    await runner.setup()
+    ssl_context = runtime.certificate.ssl_context if runtime.certificate else None
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        ssl_context=ssl_context,
+        reuse_port=settings.reuse_port or None,
+        backlog=1024,
+    )
+    await site.start()
+    metrics_runner: web.AppRunner | None = None
+    if settings.metrics_port:
+        metrics_runner = web.AppRunner(
+            create_metrics_app(runtime.metrics), handle_signals=False, access_log=None
+        )
+        await metrics_runner.setup()
+        await web.TCPSite(
+            metrics_runner,
+            settings.host,
+            settings.metrics_port + settings.worker_index,
+            reuse_port=settings.reuse_port or None,
+        ).start()
+    if settings.worker_index == 0:
+        print(_banner(settings, runtime, ca_file), flush=True)
+    log.info("serving", extra={"port": settings.port, "worker": settings.worker_index})
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def terminate(signame: str) -> None:
+        if runtime.shutting_down:
+            return
+        runtime.shutting_down = True
+        log.info(
+            "shutdown requested: not ready, serving through the grace period",
+            extra={"signal": signame, "grace_seconds": settings.shutdown_grace},
+        )
+        loop.call_later(settings.shutdown_grace, stop.set)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, terminate, sig.name)
+    await stop.wait()
+    log.info("grace period over: closing the listener and draining in-flight requests")
+    await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
+    log.info("stopped")
+
+
+def run_worker(settings: Settings, ca_file: Path | None = None) -> int:
+    """One server process; returns its exit code."""
+    setup_logging(worker=settings.worker_index if settings.workers > 1 else None)
+    try:
+        policies = PolicyStore(settings.policy_file)
+    except PolicyError as exc:
+        for line in exc.errors:
+            print(f"error: policy: {line}", file=sys.stderr)
+        return 2
+    from webhook.tls import CertificateError, ServerCertificate
+
+    assert settings.tls_cert_file is not None
+    assert settings.tls_private_key_file is not None
+    try:
+        certificate = ServerCertificate(
+            settings.tls_cert_file, settings.tls_private_key_file, settings.client_ca_file
+        )
+    except CertificateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    metrics = Metrics()
+    try:
+        facts = _facts_source(settings, metrics)
+    except Exception as exc:
+        print(f"error: Kubernetes API access: {exc}", file=sys.stderr)
+        return 2
+    runtime = Runtime(
+        settings=settings, policies=policies, facts=facts, metrics=metrics, certificate=certificate
+    )
+    _install_fast_loop()
+    try:
+        asyncio.run(_serve(settings, runtime, ca_file))
+    except OSError as exc:
+        print(f"error: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _child(settings: Settings, ca_file: Path | None, code: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM stops us
+    code.value = run_worker(settings, ca_file)
+
+
+def serve(settings: Settings) -> int:
+    try:
+        settings, ca_file = resolve_tls(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.workers <= 1:
+        return run_worker(settings, ca_file)
+    return _supervise(replace(settings, reuse_port=True), ca_file)
+
+
+def _supervise(settings: Settings, ca_file: Path | None) -> int:
+    """Start the workers, forward SIGTERM/SIGINT to them, exit with the worst code."""
+    setup_logging()
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    for index in range(settings.workers):
+        code = context.Value("i", -1)
+        process = context.Process(
+            target=_child,
+            args=(replace(settings, worker_index=index), ca_file, code),
+            name=f"task-pod-webhook-worker-{index}",
+        )
+        process.start()
+        workers.append((process, code))
+
+    def forward(signum: int, _frame: object) -> None:
+        for process, _ in workers:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    import os
+
+                    os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for process, code in workers:
+        process.join()
+        result = code.value if code.value >= 0 else (process.exitcode or 1)
+        worst = max(worst, result)
+    return worst
