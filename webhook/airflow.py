@@ -26,6 +26,7 @@ AIRFLOW_LABEL_KEYS: frozenset[str] = frozenset(
         "execution_date",
         "airflow_executor_done",
         "airflow_pod_revoked",
+        "ti_id",  # provider 10.x, when the executor keys tasks by task-instance UUID
     }
 )
 

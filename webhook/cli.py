@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     review = sub.add_parser("review", help="review pod manifests or AdmissionReviews offline")
     review.add_argument("files", nargs="+", metavar="FILE", help="YAML/JSON files, - for stdin")
     _opt(review, "--policy", None, Path, help="policy file (default: the embedded policy)")
-    _opt(review, "--namespace", None, help="namespace of pods that name none")
+    _opt(review, "--namespace", None, help="namespace to review in (default: the pod's)")
     _opt(review, "--output", "pod", choices=("pod", "patch", "review"), help="what to print")
 
     test = sub.add_parser("test", help="run manifest test fixtures")
