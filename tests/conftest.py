@@ -44,8 +44,7 @@ class Server:
     _connections: list[http.client.HTTPSConnection] = field(default_factory=list)
 
     def context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        return context
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     def connect(self, timeout: float = 10.0) -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection(

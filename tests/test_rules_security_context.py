@@ -236,3 +236,18 @@ def test_ephemeral_update_touches_only_new_ephemeral_containers():
     )
     touched = {c.path[:3] for c in outcome.changes}
     assert touched == {("spec", "ephemeralContainers", 1)}
+
+
+def test_probe_and_lifecycle_hosts_are_denied():
+    subject = pod(
+        container(
+            livenessProbe={"httpGet": {"path": "/", "port": 80, "host": "10.0.0.1"}},
+            readinessProbe={"tcpSocket": {"port": 80}},
+            lifecycle={"preStop": {"tcpSocket": {"port": 1, "host": "metadata"}}},
+        )
+    )
+    outcome = check_host_access(subject, default_policy(), Facts())
+    assert [v.what for v in outcome.violations] == [
+        "livenessProbe.httpGet.host '10.0.0.1' is not allowed",
+        "lifecycle.preStop.tcpSocket.host 'metadata' is not allowed",
+    ]

@@ -8,9 +8,18 @@ manage, and each worker's reloads and errors stay visible on their own.
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
+
+disable_created_metrics()  # the *_created series only double the scrape size
 
 _LATENCY_BUCKETS = (
     0.0002,

@@ -54,9 +54,14 @@ _CONTAINER_SECURITY = Obj(
         "readOnlyRootFilesystem": BOOL,
     }
 )
+_HANDLER = Obj({"httpGet": Obj({"host": STR}), "tcpSocket": Obj({"host": STR})})
 _CONTAINER = Obj(
     {
         "name": STR,
+        "livenessProbe": _HANDLER,
+        "readinessProbe": _HANDLER,
+        "startupProbe": _HANDLER,
+        "lifecycle": Obj({"postStart": _HANDLER, "preStop": _HANDLER}),
         "restartPolicy": STR,
         "securityContext": _CONTAINER_SECURITY,
         "resources": Obj({"requests": MapOf(QUANTITY), "limits": MapOf(QUANTITY)}),

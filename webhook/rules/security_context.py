@@ -21,7 +21,10 @@ every container, init container and ephemeral container ``securityContext``
 
 Host access can't be made safe by a patch and is a violation (rule
 ``host-access``): ``hostNetwork``, ``hostPID``, ``hostIPC``, container
-``ports[].hostPort`` other than 0, ``windowsOptions.hostProcess`` true.
+``ports[].hostPort`` other than 0, ``windowsOptions.hostProcess`` true, and a
+``host`` on a probe's or lifecycle hook's ``httpGet`` / ``tcpSocket`` (PSS
+baseline "Host Probes / Lifecycle Hooks", v1.34: the kubelet would connect to
+another host on the pod's behalf).
 
 On an ephemeral-containers update only the new ephemeral containers are
 looked at: everything else in the pod is immutable by then.
@@ -197,6 +200,18 @@ def _host_process(sc: dict[str, Any] | None) -> bool:
     return bool(((sc or {}).get("windowsOptions") or {}).get("hostProcess"))
 
 
+def _handlers(container: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        if container.get(probe):
+            found.append((probe, container[probe]))
+    lifecycle = container.get("lifecycle") or {}
+    for hook in ("postStart", "preStop"):
+        if lifecycle.get(hook):
+            found.append((f"lifecycle.{hook}", lifecycle[hook]))
+    return found
+
+
 def _host_access_of_containers(
     pod: Pod, facts: Facts, kinds: tuple[str, ...], out: list[Violation]
 ) -> None:
@@ -205,6 +220,13 @@ def _host_access_of_containers(
             out.append(
                 Violation(ref.where, "securityContext.windowsOptions.hostProcess is not allowed")
             )
+        for where, handler in _handlers(ref.container):
+            for action in ("httpGet", "tcpSocket"):
+                host = (handler.get(action) or {}).get("host")
+                if host:
+                    out.append(
+                        Violation(ref.where, f"{where}.{action}.host {host!r} is not allowed")
+                    )
         for i, port in enumerate(ref.container.get("ports") or ()):
             host_port = port.get("hostPort")
             if host_port:
