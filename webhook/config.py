@@ -276,16 +276,19 @@ class ResourcesPolicy(_Model):
         return tuple(names)
 
     @cached_property
-    def parsed(self) -> dict[str, dict[str, Decimal]]:
-        """``{"min": {"cpu": Decimal}, ...}``: parsed once per policy load."""
-        tables = {
+    def parsed(self) -> dict[str, dict[str, tuple[str, Decimal]]]:
+        """``{"min": {"cpu": ("100m", Decimal("0.1"))}, ...}``: parsed once per load."""
+        tables: dict[str, Mapping[ResourceName, str]] = {
             "min": self.min,
             "max": self.max,
             "maxPerPod": self.max_per_pod,
             "requests": self.defaults.requests,
             "limits": self.defaults.limits,
         }
-        return {k: {n: quantity.parse(v) for n, v in t.items()} for k, t in tables.items()}
+        return {
+            key: {name: (text, quantity.parse(text)) for name, text in table.items()}
+            for key, table in tables.items()
+        }
 
 
 class SecurityContextPolicy(_Model):

@@ -19,7 +19,7 @@ from prometheus_client import (
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
-disable_created_metrics()  # the *_created series only double the scrape size
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the scrape
 
 _LATENCY_BUCKETS = (
     0.0002,

@@ -88,16 +88,19 @@ Check = Callable[[Pod, Policy, Facts], Outcome]
 CONTAINER_KINDS: Final = ("initContainers", "containers", "ephemeralContainers")
 
 
+_KIND_WORDS: Final = {
+    "containers": "container",
+    "initContainers": "init container",
+    "ephemeralContainers": "ephemeral container",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerRef:
     kind: str  # "containers" | "initContainers" | "ephemeralContainers"
     index: int
     container: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        name = self.container.get("name")
-        return name if isinstance(name, str) else ""
+    name: str
 
     @property
     def path(self) -> Path:
@@ -110,10 +113,7 @@ class ContainerRef:
     @property
     def label(self) -> str:
         """How warnings name it: "container base", "init container git-sync"."""
-        word = {"containers": "container", "initContainers": "init container"}.get(
-            self.kind, "ephemeral container"
-        )
-        return f"{word} {self.name}"
+        return f"{_KIND_WORDS[self.kind]} {self.name}"
 
 
 def visit_containers(
@@ -123,9 +123,12 @@ def visit_containers(
     spec = pod.get("spec") or {}
     for kind in kinds:
         for index, container in enumerate(spec.get(kind) or ()):
-            if kind == "ephemeralContainers" and container.get("name") in facts.existing_ephemeral:
+            name = container.get("name")
+            if not isinstance(name, str):
+                name = ""
+            if kind == "ephemeralContainers" and name in facts.existing_ephemeral:
                 continue
-            yield ContainerRef(kind, index, container)
+            yield ContainerRef(kind, index, container, name)
 
 
 def get_in(obj: Any, *path: PathPart) -> Any:

@@ -45,16 +45,7 @@ _Value = tuple[Any, Decimal]
 
 
 def _policy_value(policy: ResourcesPolicy, table: str, name: str) -> _Value | None:
-    parsed = policy.parsed[table].get(name)
-    if parsed is None:
-        return None
-    text = {
-        "min": policy.min,
-        "max": policy.max,
-        "requests": policy.defaults.requests,
-        "limits": policy.defaults.limits,
-    }[table][name]  # type: ignore[index]
-    return text, parsed
+    return policy.parsed[table].get(name)
 
 
 def _settle(
@@ -161,14 +152,14 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
                 originals.setdefault(ref.name, {}).setdefault(kind, {})[name] = (
                     None if before is None else before[0]
                 )
-    for name, cap in rules.parsed["maxPerPod"].items():
+    for name, (cap_text, cap) in rules.parsed["maxPerPod"].items():
         total = _pod_total(final_requests, name)
         if total > cap:
             violations.append(
                 Violation(
                     "spec.containers[*].resources.requests",
                     f"the pod's total {name} request {total.normalize():f} is above the policy's "
-                    f"maxPerPod {rules.max_per_pod[name]}",  # type: ignore[index]
+                    f"maxPerPod {cap_text}",
                 )
             )
     if originals:
