@@ -352,33 +352,35 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    import base64
-
-    from webhook import kube
+    from webhook import kube, registration
 
     policy = _load_policy_or_exit(args.policy)
     ca_bundle = ""
     if args.ca_bundle_file is not None:
         try:
-            ca_bundle = base64.b64encode(args.ca_bundle_file.read_bytes()).decode("ascii")
-        except OSError as exc:
+            ca_bundle = registration.ca_bundle_from(args.ca_bundle_file.read_bytes())
+        except (OSError, ValueError) as exc:
             print(f"error: --ca-bundle-file: {exc}", file=sys.stderr)
             return EXIT_USAGE
     service = None if args.url else (args.service, args.namespace)
-    configs = kube.build_webhook_configurations(
-        policy, ca_bundle=ca_bundle, service=service, url=args.url
-    )
+    try:
+        configs = registration.build_webhook_configurations(
+            policy, ca_bundle=ca_bundle, service=service, url=args.url
+        )
+    except ValueError as exc:
+        print(f"error: register: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.dry_run:
-        sys.stdout.write(kube.configurations_yaml(configs))
+        sys.stdout.write(registration.configurations_yaml(configs))
         return EXIT_OK
     try:
         client = kube.load_api_client(args.kubeconfig)
-        kube.register(client, configs)
+        applied = kube.register(client, configs)
     except Exception as exc:
         print(f"error: register: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for config in configs:
-        print(f"{config['kind']} {config['metadata']['name']} applied")
+    for line in applied:
+        print(line)
     return EXIT_OK
 
 
@@ -387,11 +389,12 @@ def cmd_unregister(args: argparse.Namespace) -> int:
 
     try:
         client = kube.load_api_client(args.kubeconfig)
-        kube.unregister(client)
+        removed = kube.unregister(client)
     except Exception as exc:
         print(f"error: unregister: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print("webhook configurations removed")
+    for line in removed:
+        print(line)
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from webhook.config import Policy
 from webhook.rules.base import EMPTY, Facts, Outcome, Pod, Violation
@@ -27,13 +28,16 @@ _AWS_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/.+")
 _GCP_SA = re.compile(r"[^@]+@([a-z][-a-z0-9]*)\.iam\.gserviceaccount\.com")
 
 
-def effective_service_account(pod: Pod) -> tuple[str, str]:
-    """(field path, name) of the service account the pod will run as."""
-    spec = pod.get("spec") or {}
-    if spec.get("serviceAccountName"):
-        return "spec.serviceAccountName", spec["serviceAccountName"]
-    if spec.get("serviceAccount"):
-        return "spec.serviceAccount", spec["serviceAccount"]
+def effective_service_account(pod: Any) -> tuple[str, str]:
+    """(field path, name) of the service account the pod will run as.
+
+    Safe on any object: facts are gathered before the pod's shape is checked."""
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    if isinstance(spec, dict):
+        for field in ("serviceAccountName", "serviceAccount"):
+            name = spec.get(field)
+            if isinstance(name, str) and name:
+                return f"spec.{field}", name
     return "spec.serviceAccountName", "default"
 
 
