@@ -33,6 +33,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_cli(
+    *args: str,
+    cwd: Path = ROOT,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI as a subprocess, without any TPW_* variable of the caller's."""
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("TPW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args],
+        cwd=cwd,
+        input=stdin,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[str]

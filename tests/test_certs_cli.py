@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import base64
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from tests.conftest import run_cli
+
 FILES = ("ca.crt", "ca.key", "tls.crt", "tls.key")
 
 
 def run_certs(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("TPW_")}
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", "certs", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("certs", *args, cwd=cwd)
 
 
 def contents(out: Path) -> dict[str, bytes]:
