@@ -108,6 +108,7 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
     violations: list[Violation] = []
     originals: dict[str, dict[str, dict[str, Any]]] = {}
     final_requests: list[tuple[ContainerRef, dict[str, Decimal]]] = []
+    defaulted = rules.parsed["requests"].keys() | rules.parsed["limits"].keys()
     for ref in visit_containers(pod, facts, ("initContainers", "containers")):
         resources = ref.container.get("resources") or {}
         current = {
@@ -117,6 +118,12 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
         totals: dict[str, Decimal] = {}
         final_requests.append((ref, totals))
         for name in rules.resource_names:
+            if (
+                name not in defaulted
+                and current["requests"].get(name) is None
+                and current["limits"].get(name) is None
+            ):
+                continue  # nothing set and nothing to default: no bound can apply
             parsed: dict[str, _Value | None] = {}
             for kind in ("requests", "limits"):
                 raw = current[kind].get(name)
