@@ -267,11 +267,20 @@ def test_family_action_from_policy():
             "spec.containers: expected a list, got string",
         ),
         (
+            {"metadata": {"labels": ["kubernetes_executor"]}, "spec": {}},
+            "metadata.labels: expected an object, got list",
+        ),
+        ({"metadata": "task-pod", "spec": {}}, "metadata: expected an object, got string"),
+        (
+            {"metadata": {"labels": TASK}, "spec": {"containers": [None], "volumes": [None]}},
+            "spec.containers[0]: expected an item, got null",
+        ),
+        (
             {
                 "metadata": {"labels": TASK},
                 "spec": {"containers": [{"name": "c", "ports": [{"hostPort": "80"}]}]},
             },
-            "spec.containers[0].ports[0].hostPort: expected a integer, got string",
+            "spec.containers[0].ports[0].hostPort: expected an integer, got string",
         ),
         (
             {

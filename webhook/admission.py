@@ -44,6 +44,7 @@ class Decision:
     response: AdmissionResponse
     verdict: Verdict
     reason: str = ""  # why a review was skipped, or the error reference
+    error: BaseException | None = None  # the bug behind an errored decision, for the log
     rules: tuple[str, ...] = ()  # ids of the rules that changed or flagged something
     violations: tuple[tuple[str, Violation], ...] = ()  # (rule id, violation)
     mutated_by: tuple[str, ...] = ()  # ids of the rules whose changes are in the patch
@@ -130,18 +131,18 @@ def decide(
     try:
         return _decide(request, policy, facts, endpoint)
     except RuleError as exc:
-        return errored_decision(request.uid, exc.rule_id)
-    except Exception:
-        return errored_decision(request.uid, "admission")
+        return errored_decision(request.uid, exc.rule_id, exc.__cause__ or exc)
+    except Exception as exc:
+        return errored_decision(request.uid, "admission", exc)
 
 
-def errored_decision(uid: str, where: str) -> Decision:
+def errored_decision(uid: str, where: str, error: BaseException | None = None) -> Decision:
     reference = uuid.uuid4().hex[:12]
     message = (
         f"task-pod-webhook internal error in {where} (reference {reference}); "
         "the pod was not admitted, please report the reference"
     )
-    return Decision(responses.errored(uid, message), "errored", f"{where}:{reference}")
+    return Decision(responses.errored(uid, message), "errored", f"{where}:{reference}", error=error)
 
 
 def _decide(
@@ -155,12 +156,15 @@ def _decide(
         return _skip(request, "exempt namespace")
     pod = request.object
     shape = check_pod_shape(pod)
-    if shape and not isinstance(pod, dict):
+    if any(v.where == "object" or v.where.startswith("metadata") for v in shape):
+        # Without well-formed metadata the pod cannot even be selected (or named).
         return _deny(request, {}, [("shape", v) for v in shape], (), {})
     annotations = get_in(pod, "metadata", "annotations")
     if isinstance(annotations, dict) and MIRROR_ANNOTATION in annotations:
         return _skip(request, "mirror pod")
     old = request.old_object if isinstance(request.old_object, dict) else None
+    if old is not None and check_pod_shape(old):
+        old = None  # a malformed old object selects nothing
     if not (is_task_pod(pod, request, policy) or (old and is_task_pod(old, request, policy))):
         return _skip(request, "not a task pod")
     if shape:

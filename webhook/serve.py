@@ -129,7 +129,8 @@ async def _serve(settings: Settings, runtime: Runtime, ca_file: Path | None) -> 
         ).start()
     if settings.worker_index == 0:
         print(_banner(settings, runtime, ca_file), flush=True)
-    log.info("serving", extra={"port": settings.port, "worker": settings.worker_index})
+    # with --workers N the log record factory stamps each record with the worker index
+    log.info("serving", extra={"port": settings.port})
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -148,10 +149,24 @@ async def _serve(settings: Settings, runtime: Runtime, ca_file: Path | None) -> 
         loop.add_signal_handler(sig, terminate, sig.name)
     await stop.wait()
     log.info("grace period over: closing the listener and draining in-flight requests")
+    await site.stop()
+    await _drain(runtime, DRAIN_TIMEOUT)
     await runner.cleanup()
     if metrics_runner is not None:
         await metrics_runner.cleanup()
     log.info("stopped")
+
+
+async def _drain(runtime: Runtime, timeout: float) -> None:
+    """Wait (at most `timeout` seconds) until no request is being handled.
+
+    Once aiohttp's own shutdown begins it stops reading from every connection, so
+    a request whose body was still arriving would wait for it in vain: with the
+    listener closed, the requests in progress finish first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while runtime.handling and loop.time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def run_worker(settings: Settings, ca_file: Path | None = None) -> int:

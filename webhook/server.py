@@ -3,9 +3,10 @@
 Two error channels are kept apart: a body that is not an AdmissionReview is an
 HTTP 4xx with a JSON error (405 method, 415 content type, 413 size, 408 slow
 body, 400 malformed); a pod that breaks the policy is HTTP 200 with
-``allowed: false``. A bug anywhere in the path becomes an errored
+``allowed: false``. A bug anywhere in the admission path becomes an errored
 AdmissionResponse (HTTP 200, uid echoed, a reference id in the message and in
-the log), never a 5xx, a traceback or a dropped connection.
+the log), never a 5xx, a traceback or a dropped connection; a bug in a probe is
+a 500 with the reference, so that it never reads as healthy or ready.
 
 Background work (policy and certificate watchers, the Kubernetes caches) lives
 in ``cleanup_ctx``, paired with its teardown.
@@ -17,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,7 @@ from webhook.admission import Decision, Endpoint, decide, errored_decision
 from webhook.facts import FactsSource
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.policy_store import PolicyStore
-from webhook.protocol import ProtocolError, parse_review
+from webhook.protocol import API_VERSIONS, ProtocolError, parse_review
 from webhook.settings import MAX_BODY_BYTES, Settings
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ class Runtime:
     certificate: ServerCertificate | None = None
     shutting_down: bool = False
     certificate_loaded: bool = True
+    handling: int = 0  # requests inside a handler now (their body may still be arriving)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -63,8 +66,9 @@ def _json_error(status: int, message: str) -> web.Response:
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Every refusal as a JSON body; nothing unexpected escapes as a 5xx."""
+    """Every refusal as a JSON body; a bug as an errored review (or a probe's 500)."""
     runtime = request.app[RUNTIME]
+    runtime.handling += 1
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -77,9 +81,25 @@ async def error_middleware(
         return response
     except Exception:
         runtime.metrics.internal_errors.inc()
-        decision = errored_decision("", f"{request.method} {request.path}")
-        log.exception("unexpected error", extra={"reference": decision.reason})
-        return web.json_response(decision.response)
+        return _errored(request)
+    finally:
+        runtime.handling -= 1
+
+
+def _errored(request: web.Request) -> web.Response:
+    """The answer to a bug: an errored review on the admission paths, a 500 on the others.
+
+    Here the review was not parsed (``_admit`` answers bugs past parsing itself,
+    echoing the uid); a probe must never read a bug as healthy or ready."""
+    where = f"{request.method} {request.path}"
+    if request.path not in ADMISSION_PATHS:
+        reference = uuid.uuid4().hex[:12]
+        log.exception("unexpected error", extra={"reference": f"{where}:{reference}"})
+        return _json_error(500, f"internal error (reference {reference})")
+    decision = errored_decision("", where)
+    log.exception("unexpected error", extra={"reference": decision.reason})
+    payload = jsonio.dumps(responses.review(API_VERSIONS[0], decision.response))
+    return web.Response(body=payload, content_type="application/json")
 
 
 async def _read_body(request: web.Request, timeout: float) -> bytes:
@@ -97,6 +117,9 @@ async def _read_body(request: web.Request, timeout: float) -> bytes:
         return await asyncio.wait_for(request.read(), timeout)
     except TimeoutError:
         raise web.HTTPRequestTimeout(text=f"body not received within {timeout:g}s") from None
+    except ConnectionResetError:
+        # The client hung up half-way through its body: a bad request, not our bug.
+        raise web.HTTPBadRequest(text="connection closed before the whole body arrived") from None
 
 
 def _log_decision(endpoint: str, review: Any, decision: Decision, duration: float) -> None:
@@ -142,7 +165,12 @@ async def _admit(request: web.Request, endpoint: Endpoint) -> web.Response:
             log.exception("gathering facts failed", extra={"reference": decision.reason})
         if decision.verdict == "errored":
             metrics.internal_errors.inc()
-            log.error("errored admission response", extra={"reference": decision.reason})
+            error = decision.error
+            log.error(
+                "errored admission response",
+                extra={"reference": decision.reason},
+                exc_info=(type(error), error, error.__traceback__) if error else None,
+            )
         payload = jsonio.dumps(responses.review(review.api_version, decision.response))
         duration = time.perf_counter() - started
         metrics.requests.labels(endpoint, review.operation, decision.verdict).inc()
@@ -152,6 +180,13 @@ async def _admit(request: web.Request, endpoint: Endpoint) -> web.Response:
         for rule in decision.mutated_by:
             metrics.mutations.labels(rule).inc()
         _log_decision(endpoint, review, decision, duration)
+    except Exception:
+        # A bug past the decision (encoding, metrics, logging): this review still gets
+        # its answer, with the uid and apiVersion the apiserver checks.
+        metrics.internal_errors.inc()
+        decision = errored_decision(review.uid, f"{endpoint} response")
+        log.exception("answering the review failed", extra={"reference": decision.reason})
+        payload = jsonio.dumps(responses.review(review.api_version, decision.response))
     finally:
         metrics.in_flight.dec()
     return web.Response(body=payload, content_type="application/json")

@@ -142,7 +142,10 @@ def _check(value: Any, schema: Any, path: str, out: list[Violation]) -> None:
             out.append(Violation(path, f"expected a list, got {_kind(value)}"))
             return
         for index, item in enumerate(value):
-            _check(item, schema.item, f"{path}[{index}]", out)
+            if item is None:  # a null *item* is not an absent field
+                out.append(Violation(f"{path}[{index}]", "expected an item, got null"))
+            else:
+                _check(item, schema.item, f"{path}[{index}]", out)
     elif isinstance(schema, MapOf):
         if not isinstance(value, dict):
             out.append(Violation(path, f"expected an object, got {_kind(value)}"))
@@ -150,12 +153,12 @@ def _check(value: Any, schema: Any, path: str, out: list[Violation]) -> None:
         for key, item in value.items():
             _check(item, schema.value, f"{path}.{key}", out)
     elif not _scalar_ok(schema, value):
-        expected = "a quantity string" if schema == QUANTITY else f"a {schema}"
+        expected = {QUANTITY: "a quantity string", INT: "an integer"}.get(schema, f"a {schema}")
         out.append(Violation(path, f"expected {expected}, got {_kind(value)}"))
 
 
 def check_pod_shape(pod: object) -> list[Violation]:
-    """Every field the rules read that has the wrong JSON type."""
+    """Every field the rules (and pod selection) read that has the wrong JSON type."""
     out: list[Violation] = []
     if not isinstance(pod, dict):
         return [Violation("object", f"expected a Pod object, got {_kind(pod)}")]

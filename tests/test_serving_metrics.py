@@ -1,0 +1,92 @@
+"""The metrics port (SPEC §7): exact counts for a known set of requests to a fresh server."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonpatch
+import pytest
+
+from tests import podkit
+from tests.conftest import start_server
+from tests.serving_kit import (
+    JSON_HEADERS,
+    certificate_of,
+    exchange,
+    https_connection,
+    scrape,
+    series,
+    value,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_metrics_count_exactly_what_was_answered(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "run", "--shutdown-grace", "0.2")
+    try:
+        fresh = scrape(server.metrics_port)
+        pod = podkit.pod()
+        hash_in_force = ""
+        for index in range(3):
+            answer = server.review(podkit.review(pod, uid=f"patched-{index}"))
+            assert answer["response"]["allowed"] is True
+            assert "patch" in answer["response"]
+            hash_in_force = answer["response"]["auditAnnotations"]["policy-hash"]
+        with_pvc = copy.deepcopy(pod)
+        with_pvc["spec"]["volumes"] = [
+            {"name": "data", "persistentVolumeClaim": {"claimName": "x"}}
+        ]
+        for index in range(2):
+            answer = server.review(podkit.review(with_pvc, uid=f"denied-{index}"))
+            assert answer["response"]["allowed"] is False
+        conforming = jsonpatch.apply_patch(pod, podkit.run(pod).patch)  # as admitted
+        answer = server.review(podkit.review(conforming, uid="validated"), "/validate")
+        assert answer["response"]["allowed"] is True
+        connection = https_connection(server.port, server.context())
+        try:
+            status = exchange(connection, "POST", "/mutate", b"[]", JSON_HEADERS)[0]
+        finally:
+            connection.close()
+        assert status == 400
+        samples = scrape(server.metrics_port)
+    finally:
+        stopped = server.stop()
+    assert stopped == 0, server.log()
+
+    assert series(fresh, "tpw_admission_requests_total") == {}
+    assert series(samples, "tpw_admission_requests_total") == {
+        frozenset({("endpoint", "mutate"), ("operation", "CREATE"), ("decision", "patched")}): 3.0,
+        frozenset({("endpoint", "mutate"), ("operation", "CREATE"), ("decision", "denied")}): 2.0,
+        frozenset(
+            {("endpoint", "validate"), ("operation", "CREATE"), ("decision", "allowed")}
+        ): 1.0,
+    }
+    assert series(samples, "tpw_violations_total") == {frozenset({("rule", "volumes")}): 2.0}
+    assert series(samples, "tpw_mutations_total") == {
+        frozenset({("rule", "labels")}): 3.0,
+        frozenset({("rule", "resources")}): 3.0,
+        frozenset({("rule", "security-context")}): 3.0,
+    }
+    assert series(samples, "tpw_http_errors_total") == {frozenset({("status", "400")}): 1.0}
+    assert value(samples, "tpw_internal_errors_total") == 0
+    assert value(samples, "tpw_admission_duration_seconds_count", endpoint="mutate") == 5
+    assert value(samples, "tpw_admission_duration_seconds_count", endpoint="validate") == 1
+    assert (
+        value(samples, "tpw_admission_duration_seconds_bucket", endpoint="mutate", le="+Inf") == 5
+    )
+    assert 0 < value(samples, "tpw_admission_duration_seconds_sum", endpoint="mutate") < 5
+    assert value(samples, "tpw_admission_in_flight") == 0
+    not_after = certificate_of(server.workdir / "certs" / "tls.crt").not_valid_after_utc
+    assert value(samples, "tpw_certificate_expiry_timestamp_seconds") == not_after.timestamp()
+    assert series(samples, "tpw_policy_info") == {frozenset({("hash", hash_in_force)}): 1.0}
+    assert f"(hash {hash_in_force})" in server.log()  # the banner names the same policy
+    assert series(samples, "tpw_policy_reloads_total") == {}
+    assert series(samples, "tpw_certificate_reloads_total") == {}
+    counted = {
+        f"{name}{{{','.join(f'{k}={v}' for k, v in sorted(labels))}}}": v
+        for (name, labels), v in sorted(samples.items(), key=str)
+        if name.endswith("_total") or name.endswith("_count")
+    }
+    print(f"\nmetrics: {counted}")
