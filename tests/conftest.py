@@ -109,8 +109,14 @@ class Server:
 
 
 def start_server(
-    workdir: Path, *args: str, env: dict[str, str] | None = None, wait_ready: bool = True
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    kube: bool = False,
 ) -> Server:
+    """``serve`` on free ports; without Kubernetes API access unless ``kube`` (then
+    ``args`` name the ``--kubeconfig``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, metrics_port = free_port(), free_port()
     log_file = workdir / "server.log"
@@ -119,7 +125,7 @@ def start_server(
         "-m",
         "webhook",
         "serve",
-        "--no-kube",
+        *([] if kube else ["--no-kube"]),
         "--port",
         str(port),
         "--metrics-port",
