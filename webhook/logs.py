@@ -10,6 +10,17 @@ from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
+try:
+    import orjson
+
+    def dumps_line(entry: dict[str, Any]) -> str:
+        return orjson.dumps(entry, default=str).decode()
+
+except ImportError:
+
+    def dumps_line(entry: dict[str, Any]) -> str:
+        return json.dumps(entry, separators=(",", ":"), default=str)
+
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -24,7 +35,7 @@ class JSONFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, separators=(",", ":"), default=str)
+        return dumps_line(entry)
 
 
 def setup_logging(level: str = "INFO", worker: int | None = None) -> None:

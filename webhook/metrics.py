@@ -7,6 +7,9 @@ manage, and each worker's reloads and errors stay visible on their own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
     CollectorRegistry,
@@ -114,6 +117,35 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+
+        # Labelled children by label values: prometheus_client's own lookup takes a
+        # lock and re-validates the labels on every call; the hot path skips that.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, family: Any, *values: str) -> Any:
+        key = (family._name, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*values)
+        return child
+
+    def observe_decision(
+        self,
+        endpoint: str,
+        operation: str,
+        verdict: str,
+        duration: float,
+        *,
+        violated: Iterable[str],
+        mutated: Iterable[str],
+    ) -> None:
+        """One admission review answered: its counters and its latency."""
+        self._child(self.requests, endpoint, operation, verdict).inc()
+        self._child(self.latency, endpoint).observe(duration)
+        for rule in violated:
+            self._child(self.violations, rule).inc()
+        for rule in mutated:
+            self._child(self.mutations, rule).inc()
 
     # The kube caches report through these (a Protocol on their side).
     def watch_restart(self, kind: str) -> None:

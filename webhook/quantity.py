@@ -9,15 +9,42 @@ quantities keep theirs.
 
 The apiserver's Quantity decoder also takes a bare JSON number (``cpu: 1`` in
 YAML), so numbers are accepted and keep their spelling too.
+
+``parse_quantity`` lives in ``kubernetes.utils.quantity``, a module that needs
+nothing but ``decimal``; importing it the usual way runs the package's
+``__init__``, which loads the whole API client (about 20 MB of resident memory
+that a server without API access never uses). So the module is loaded from its
+file inside the installed ``kubernetes`` package, and imported normally only
+if that file is not where it is expected.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
+
+def _load_parse_quantity() -> Callable[[Any], Decimal]:
+    package = importlib.util.find_spec("kubernetes")  # finds, does not import
+    if package is not None and package.origin is not None:
+        path = Path(package.origin).parent / "utils" / "quantity.py"
+        spec = importlib.util.spec_from_file_location("_kubernetes_utils_quantity", path)
+        if path.is_file() and spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            parse: Callable[[Any], Decimal] = module.parse_quantity
+            return parse
+    from kubernetes.utils.quantity import parse_quantity as imported
+
+    return imported
+
+
+parse_quantity = _load_parse_quantity()
 
 _GRAMMAR = re.compile(
     r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -34,7 +61,7 @@ def _parse_text(text: str) -> Decimal:
     if not _GRAMMAR.fullmatch(text):
         raise QuantityError(f"{text!r} is not a valid quantity")
     try:
-        value: Decimal = parse_quantity(text)  # type: ignore[no-untyped-call]
+        value = parse_quantity(text)
     except ValueError as exc:
         raise QuantityError(f"{text!r} is not a valid quantity") from exc
     if value < 0:
