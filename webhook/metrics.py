@@ -123,7 +123,7 @@ class Metrics:
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _child(self, family: Any, *values: str) -> Any:
-        key = (family._name, *values)
+        key = (str(id(family)), *values)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = family.labels(*values)
