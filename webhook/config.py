@@ -407,20 +407,21 @@ class Policy(_Model):
         canonical = json.dumps(self.to_document(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def action_of(self, family: str) -> Action:
-        """The configured action of a rule family (by its key in the policy file)."""
-        actions: dict[str, Action] = {
+    @cached_property
+    def actions(self) -> dict[str, Action]:
+        """The configured action of each rule family, by its key in the policy file."""
+        return {
             "labels": self.labels.action,
             "resources": self.resources.action,
             "securityContext": self.security_context.action,
             "volumes": self.volumes.action,
             "serviceAccounts": self.service_accounts.action,
         }
-        return actions[family]
 
     def warm(self) -> Policy:
         """Compute every derived value now, so no request pays for it."""
         _ = (
+            self.actions,
             self.platform_user_pattern,
             self.exempt,
             self.content_hash,

@@ -30,7 +30,9 @@ def escape(part: PathPart) -> str:
     """One JSON Pointer reference token (RFC 6901: ``~`` → ``~0``, ``/`` → ``~1``)."""
     if isinstance(part, int):
         return str(part)
-    return part.replace("~", "~0").replace("/", "~1")
+    if "~" in part or "/" in part:
+        return part.replace("~", "~0").replace("/", "~1")
+    return part
 
 
 def _merge(changes: Iterable[Change]) -> _Tree:

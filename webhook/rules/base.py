@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from webhook.config import Policy
 
@@ -30,8 +30,11 @@ class _Remove:
 REMOVE: Final = _Remove()
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+# The values made on the hot path (per container, per field) are NamedTuples:
+# immutable like a frozen dataclass, several times cheaper to create.
+
+
+class Change(NamedTuple):
     path: Path
     value: Any  # the value the field must have, or REMOVE
     # False for bookkeeping (e.g. the record of original values): part of the
@@ -39,8 +42,7 @@ class Change:
     enforced: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
+class Violation(NamedTuple):
     where: str  # field path with the item's name: "spec.volumes[0] (name=data)"
     what: str  # the problem and the rule: "volume type hostPath is not supported ..."
 
@@ -48,8 +50,7 @@ class Violation:
         return f"{self.where}: {self.what}"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     changes: tuple[Change, ...] = ()
     notes: tuple[str, ...] = ()
     violations: tuple[Violation, ...] = ()
@@ -95,20 +96,19 @@ _KIND_WORDS: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerRef:
+class ContainerRef(NamedTuple):
     kind: str  # "containers" | "initContainers" | "ephemeralContainers"
-    index: int
+    position: int  # index in its list
     container: dict[str, Any]
     name: str
 
     @property
     def path(self) -> Path:
-        return ("spec", self.kind, self.index)
+        return ("spec", self.kind, self.position)
 
     @property
     def where(self) -> str:
-        return f"spec.{self.kind}[{self.index}] (name={self.name})"
+        return f"spec.{self.kind}[{self.position}] (name={self.name})"
 
     @property
     def label(self) -> str:

@@ -72,7 +72,7 @@ def action_for(rule: Rule, policy: Policy, namespace_labels: Mapping[str, str] |
             return "warn"
         if mode == "audit":
             return "audit"
-    return policy.action_of(rule.family)
+    return policy.actions[rule.family]
 
 
 def evaluate(
