@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, NamedTuple, cast
 
 import yaml
 from pydantic import (
@@ -241,6 +241,16 @@ class ResourceDefaults(_Model):
     limits: Quantities = Field(default_factory=_quantities(cpu="1", memory="2Gi"))
 
 
+class ResourceBound(NamedTuple):
+    """What the policy says about one resource: (spelling, value) or None each."""
+
+    name: str
+    request: tuple[str, Decimal] | None  # defaults.requests
+    limit: tuple[str, Decimal] | None  # defaults.limits
+    low: tuple[str, Decimal] | None  # min
+    high: tuple[str, Decimal] | None  # max
+
+
 class ResourcesPolicy(_Model):
     action: Action = "enforce"
     defaults: ResourceDefaults = Field(default_factory=ResourceDefaults)
@@ -274,6 +284,21 @@ class ResourcesPolicy(_Model):
         for table in (self.defaults.requests, self.defaults.limits, self.min, self.max):
             names.update(dict.fromkeys(table))
         return tuple(names)
+
+    @cached_property
+    def bounds(self) -> tuple[ResourceBound, ...]:
+        """One entry per resource the policy names, parsed once per load."""
+        parsed = self.parsed
+        return tuple(
+            ResourceBound(
+                name,
+                parsed["requests"].get(name),
+                parsed["limits"].get(name),
+                parsed["min"].get(name),
+                parsed["max"].get(name),
+            )
+            for name in self.resource_names
+        )
 
     @cached_property
     def parsed(self) -> dict[str, dict[str, tuple[str, Decimal]]]:
@@ -427,6 +452,7 @@ class Policy(_Model):
             self.content_hash,
             self.resources.resource_names,
             self.resources.parsed,
+            self.resources.bounds,
             self.service_accounts.allowed_pattern,
             self.service_accounts.identities.aws,
             self.service_accounts.identities.gcp,

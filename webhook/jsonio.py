@@ -35,3 +35,11 @@ def dumps(obj: Any) -> bytes:
         data: bytes = _orjson.dumps(obj)
         return data
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def dumps_sorted(obj: Any) -> bytes:
+    """Compact JSON with sorted keys: the same bytes for the same data."""
+    if _orjson is not None:
+        data: bytes = _orjson.dumps(obj, option=_orjson.OPT_SORT_KEYS)
+        return data
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()

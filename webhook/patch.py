@@ -1,11 +1,14 @@
 """From rule changes to a minimal RFC 6902 JSON Patch, computed while walking.
 
-Rules emit ``Change(path, value)`` leaves. They are merged into one tree (a
-later change to the same path wins) and turned into operations against the
-object as received: ``replace`` where the field exists and differs, ``add``
-where it does not (a missing parent is added whole, once), ``remove`` for
-``REMOVE``. Nothing is emitted for a field that already has its value, which
-is what makes mutation idempotent. No deep copy, no diff of whole pods.
+Rules emit ``Change(path, value)``: the value a field must have, or
+``REMOVE``. Each change is looked up in the object as received: where its
+parent exists the operation is emitted directly (``replace`` where the field
+exists and differs, ``add`` where it does not, ``remove`` for ``REMOVE``, and
+nothing where the field already has its value, which is what makes mutation
+idempotent); where a parent is missing, the first missing parent is added
+whole, once, and later changes under it fill that same value in. No deep copy
+and no diff of whole pods. Changes to one path are applied in order (a later
+one wins).
 """
 
 from __future__ import annotations
@@ -16,14 +19,6 @@ from typing import Any
 from webhook.rules.base import REMOVE, Change, PathPart
 
 PatchOp = dict[str, Any]
-_Tree = dict[PathPart, Any]
-
-
-class _Leaf:
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
 
 
 def escape(part: PathPart) -> str:
@@ -35,62 +30,55 @@ def escape(part: PathPart) -> str:
     return part
 
 
-def _merge(changes: Iterable[Change]) -> _Tree:
-    root: _Tree = {}
-    for change in changes:
-        node = root
-        *parents, last = change.path
-        for part in parents:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        node[last] = _Leaf(change.value)
-    return root
+def pointer(path: Iterable[PathPart]) -> str:
+    return "".join("/" + escape(part) for part in path)
 
 
-def _materialize(node: _Tree) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, sub in node.items():
-        if isinstance(sub, _Leaf):
-            if sub.value is not REMOVE:
-                out[str(key)] = sub.value
-        else:
-            value = _materialize(sub)
-            if value:
-                out[str(key)] = value
-    return out
-
-
-def _has(current: Any, key: PathPart) -> bool:
-    if isinstance(key, int):
-        return isinstance(current, list) and 0 <= key < len(current)
-    return isinstance(current, dict) and key in current
-
-
-def _emit(node: _Tree, current: Any, pointer: str, ops: list[PatchOp]) -> None:
-    for key, sub in node.items():
-        path = f"{pointer}/{escape(key)}"
-        present = _has(current, key)
-        value = current[key] if present else None
-        if isinstance(sub, _Leaf):
-            if sub.value is REMOVE:
-                if present:
-                    ops.append({"op": "remove", "path": path})
-            elif not present:
-                ops.append({"op": "add", "path": path, "value": sub.value})
-            elif value != sub.value or type(value) is not type(sub.value):
-                ops.append({"op": "replace", "path": path, "value": sub.value})
-        elif isinstance(value, dict | list):
-            _emit(sub, value, path, ops)
-        else:
-            whole = _materialize(sub)
-            if whole:
-                ops.append({"op": "replace" if present else "add", "path": path, "value": whole})
-
-
-def build_patch(obj: dict[str, Any], changes: Iterable[Change]) -> list[PatchOp]:
+def build_patch(obj: Any, changes: Iterable[Change]) -> list[PatchOp]:
     """The JSON Patch that gives ``obj`` every change, and nothing else."""
     ops: list[PatchOp] = []
-    _emit(_merge(changes), obj, "", ops)
+    added: dict[tuple[PathPart, ...], dict[str, Any]] = {}  # parents we add whole
+    final = {change.path: change.value for change in changes}  # a later change wins
+    for path, value in final.items():
+        node = obj
+        last = len(path) - 1
+        depth = 0
+        while depth < last:
+            part = path[depth]
+            if type(node) is dict:
+                child = node.get(part)
+            elif type(node) is list and type(part) is int and part < len(node):
+                child = node[part]
+            else:
+                child = None
+            if type(child) is not dict and type(child) is not list:
+                break
+            node = child
+            depth += 1
+        if depth < last:
+            # path[: depth + 1] is missing (or null): add it whole, once.
+            if value is REMOVE:
+                continue
+            key = path[: depth + 1]
+            holder = added.get(key)
+            if holder is None:
+                holder = added[key] = {}
+                present = type(node) is dict and path[depth] in node
+                ops.append({"op": "replace" if present else "add", "path": pointer(key),
+                            "value": holder})  # fmt: skip
+            for part in path[depth + 1 : last]:
+                holder = holder.setdefault(str(part), {})
+            holder[str(path[last])] = value
+            continue
+        field = path[last]
+        present = field in node if type(node) is dict else type(field) is int and field < len(node)
+        if value is REMOVE:
+            if present:
+                ops.append({"op": "remove", "path": pointer(path)})
+        elif not present:
+            ops.append({"op": "add", "path": pointer(path), "value": value})
+        else:
+            current = node[field]
+            if current != value or type(current) is not type(value):
+                ops.append({"op": "replace", "path": pointer(path), "value": value})
     return ops

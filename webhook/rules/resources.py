@@ -25,8 +25,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from webhook import quantity
-from webhook.config import Policy, ResourcesPolicy
+from webhook import jsonio, quantity
+from webhook.config import Policy, ResourceBound
 from webhook.rules.base import (
     EMPTY,
     Change,
@@ -44,25 +44,24 @@ ORIGINAL_ANNOTATION = "task-pod-webhook/original-resources"
 _Value = tuple[Any, Decimal]
 
 
-def _policy_value(policy: ResourcesPolicy, table: str, name: str) -> _Value | None:
-    return policy.parsed[table].get(name)
-
-
 def _settle(
-    policy: ResourcesPolicy, name: str, req: _Value | None, lim: _Value | None, exempt: bool
+    bound: ResourceBound,
+    req: _Value | None,
+    lim: _Value | None,
+    exempt: bool,
+    equal: bool,
 ) -> tuple[_Value | None, _Value | None, str, str]:
     """Final (request, limit) and the reason for each change."""
     why_req = why_lim = ""
     if req is None and lim is None:
-        req, lim = _policy_value(policy, "requests", name), _policy_value(policy, "limits", name)
+        req, lim = bound.request, bound.limit
         why_req = why_lim = "policy default"
     elif req is None:
         req, why_req = lim, "set to the limit"
     if lim is None:
-        lim = _policy_value(policy, "limits", name)
-        why_lim = "policy default"
-    low = None if exempt else _policy_value(policy, "min", name)
-    high = _policy_value(policy, "max", name)
+        lim, why_lim = bound.limit, "policy default"
+    low = None if exempt else bound.low
+    high = bound.high
     if req is not None:
         if low is not None and req[1] < low[1]:
             req, why_req = low, "policy min"
@@ -76,7 +75,7 @@ def _settle(
     if req is not None and lim is not None:
         if lim[1] < req[1]:
             lim, why_lim = req, "raised to the request"
-        if policy.requests_equal_limits and req[1] != lim[1]:
+        if equal and req[1] != lim[1]:
             req, why_req = lim, "requests equal limits"
     return req, lim, why_req, why_lim
 
@@ -108,7 +107,7 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
     violations: list[Violation] = []
     originals: dict[str, dict[str, dict[str, Any]]] = {}
     final_requests: list[tuple[ContainerRef, dict[str, Decimal]]] = []
-    defaulted = rules.parsed["requests"].keys() | rules.parsed["limits"].keys()
+    equal = rules.requests_equal_limits
     for ref in visit_containers(pod, facts, ("initContainers", "containers")):
         resources = ref.container.get("resources") or {}
         current = {
@@ -117,16 +116,16 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
         }
         totals: dict[str, Decimal] = {}
         final_requests.append((ref, totals))
-        for name in rules.resource_names:
-            if (
-                name not in defaulted
-                and current["requests"].get(name) is None
-                and current["limits"].get(name) is None
-            ):
+        exempt = ref.name in rules.min_exempt_containers
+        label = ref.label
+        for bound in rules.bounds:
+            name = bound.name
+            raw_req = current["requests"].get(name)
+            raw_lim = current["limits"].get(name)
+            if raw_req is None and raw_lim is None and bound.request is bound.limit is None:
                 continue  # nothing set and nothing to default: no bound can apply
             parsed: dict[str, _Value | None] = {}
-            for kind in ("requests", "limits"):
-                raw = current[kind].get(name)
+            for kind, raw in (("requests", raw_req), ("limits", raw_lim)):
                 try:
                     parsed[kind] = None if raw is None else (raw, quantity.parse(raw))
                 except quantity.QuantityError:
@@ -138,9 +137,8 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
                     )
             if len(parsed) < 2:
                 continue
-            exempt = ref.name in rules.min_exempt_containers
             req, lim, why_req, why_lim = _settle(
-                rules, name, parsed["requests"], parsed["limits"], exempt
+                bound, parsed["requests"], parsed["limits"], exempt, equal
             )
             if req is not None:
                 totals[name] = req[1]
@@ -150,8 +148,10 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
             ):
                 if after is None or (before is not None and before[0] == after[0]):
                     continue
-                changes.append(Change((*ref.path, "resources", kind, name), after[0]))
-                field = f"{ref.label}: resources.{kind}.{name}"
+                changes.append(
+                    Change(("spec", ref.kind, ref.position, "resources", kind, name), after[0])
+                )
+                field = f"{label}: resources.{kind}.{name}"
                 if before is None:
                     notes.append(f"{field} set to {after[0]} ({why})")
                 else:
@@ -170,7 +170,7 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
                 )
             )
     if originals:
-        record = json.dumps(originals, sort_keys=True, separators=(",", ":"))
+        record = jsonio.dumps_sorted(originals).decode()
         changes.append(
             Change(("metadata", "annotations", ORIGINAL_ANNOTATION), record, enforced=False)
         )
