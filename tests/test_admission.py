@@ -386,3 +386,11 @@ def test_decide_never_mutates_its_input():
     before = copy.deepcopy(request.object)
     decide(request, default_policy(), Facts(namespace="airflow"))
     assert request.object == before
+
+
+def test_rule_ids_are_unique_and_every_family_has_an_action():
+    from webhook.rules.registry import ALL_RULES
+
+    ids = [rule.id for rule in ALL_RULES]
+    assert len(ids) == len(set(ids))
+    assert {rule.family for rule in ALL_RULES} == set(default_policy().actions)
