@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/task-pod-webhook serve
+	$(BIN)/task-pod-webhook serve --no-kube
 
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests bench tools
