@@ -8,6 +8,7 @@ pure and the protocol guards are tested), so the app is built in-process by
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -70,7 +71,10 @@ def reference_logged(caplog: pytest.LogCaptureFixture, reference: str) -> loggin
 
 @pytest.mark.parametrize("api_version", ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])
 async def test_failing_facts_are_an_errored_review_with_a_reference(
-    aiohttp_client: Client, caplog: pytest.LogCaptureFixture, api_version: str
+    aiohttp_client: Client,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    api_version: str,
 ) -> None:
     runtime = runtime_with(facts=FailingFacts())
     client = await aiohttp_client(create_app(runtime))
@@ -93,8 +97,11 @@ async def test_failing_facts_are_an_errored_review_with_a_reference(
     assert record.exc_info is not None  # the traceback is in the log, not in the answer
     assert "cache exploded" not in review["status"]["message"]
     assert runtime.metrics.registry.get_sample_value("tpw_internal_errors_total") == 1
-    decision = next(r for r in caplog.records if hasattr(r, "decision"))
-    assert decision.decision["decision"] == "errored"
+    # The decision line is written straight to stderr (webhook.logs.write_decision).
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
+    decision = next(line["decision"] for line in lines if line.get("msg") == "admission")
+    assert decision["decision"] == "errored"
+    assert decision["uid"] == "uid-facts"
 
 
 async def test_a_bug_after_the_decision_still_answers_the_review(

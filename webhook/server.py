@@ -27,6 +27,7 @@ from aiohttp import web
 from webhook import jsonio, responses
 from webhook.admission import Decision, Endpoint, decide, errored_decision
 from webhook.facts import FactsSource
+from webhook.logs import write_decision
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.policy_store import PolicyStore
 from webhook.protocol import API_VERSIONS, ProtocolError, parse_review
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from webhook.tls import ServerCertificate
 
 log = logging.getLogger("task_pod_webhook.server")
-decisions_log = logging.getLogger("task_pod_webhook.admission")
 
 
 @dataclass
@@ -123,8 +123,6 @@ async def _read_body(request: web.Request, timeout: float) -> bytes:
 
 
 def _log_decision(endpoint: str, review: Any, decision: Decision, duration: float) -> None:
-    if not decisions_log.isEnabledFor(logging.INFO):
-        return
     pod = review.object if isinstance(review.object, dict) else {}
     found = pod.get("metadata")
     metadata: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -142,7 +140,7 @@ def _log_decision(endpoint: str, review: Any, decision: Decision, duration: floa
         "dryRun": review.dry_run,
         "durationMs": round(duration * 1000, 3),
     }
-    decisions_log.info("admission", extra={"decision": record})
+    write_decision(record)
 
 
 async def _admit(request: web.Request, endpoint: Endpoint) -> web.Response:
