@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import jsonpatch
 import pytest
 
 from tests.podkit import container, pod, policy
 from webhook.config import default_policy
+from webhook.patch import build_patch
 from webhook.rules.base import Facts
 from webhook.rules.resources import ORIGINAL_ANNOTATION, check_resources
 
@@ -17,13 +19,9 @@ def _final(resources, pol=None, name="base"):
         container(name, resources=resources) if resources is not None else container(name)
     )
     outcome = check_resources(subject, pol or default_policy(), Facts())
-    result = {
-        "requests": dict((resources or {}).get("requests") or {}),
-        "limits": dict((resources or {}).get("limits") or {}),
-    }
-    for change in outcome.changes:
-        if change.path[:3] == ("spec", "containers", 0):
-            result[change.path[4]][change.path[5]] = change.value
+    patched = jsonpatch.apply_patch(subject, build_patch(subject, outcome.changes))
+    final = patched["spec"]["containers"][0].get("resources") or {}
+    result = {"requests": final.get("requests") or {}, "limits": final.get("limits") or {}}
     return result, outcome
 
 

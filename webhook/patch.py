@@ -31,30 +31,37 @@ def escape(part: PathPart) -> str:
 
 
 def pointer(path: Iterable[PathPart]) -> str:
-    return "".join("/" + escape(part) for part in path)
+    return "/" + "/".join(map(escape, path))
 
 
 def build_patch(obj: Any, changes: Iterable[Change]) -> list[PatchOp]:
     """The JSON Patch that gives ``obj`` every change, and nothing else."""
     ops: list[PatchOp] = []
     added: dict[tuple[PathPart, ...], dict[str, Any]] = {}  # parents we add whole
+    walked: dict[tuple[PathPart, ...], tuple[Any, int]] = {}  # parent path -> (node, depth)
     final = {change.path: change.value for change in changes}  # a later change wins
     for path, value in final.items():
-        node = obj
         last = len(path) - 1
-        depth = 0
-        while depth < last:
-            part = path[depth]
-            if type(node) is dict:
-                child = node.get(part)
-            elif type(node) is list and type(part) is int and part < len(node):
-                child = node[part]
-            else:
-                child = None
-            if type(child) is not dict and type(child) is not list:
-                break
-            node = child
-            depth += 1
+        parent = path[:last]
+        found = walked.get(parent)
+        if found is None:
+            node = obj
+            depth = 0
+            while depth < last:
+                part = path[depth]
+                if type(node) is dict:
+                    child = node.get(part)
+                elif type(node) is list and type(part) is int and part < len(node):
+                    child = node[part]
+                else:
+                    child = None
+                if type(child) is not dict and type(child) is not list:
+                    break
+                node = child
+                depth += 1
+            walked[parent] = (node, depth)
+        else:
+            node, depth = found
         if depth < last:
             # path[: depth + 1] is missing (or null): add it whole, once.
             if value is REMOVE:
@@ -67,7 +74,10 @@ def build_patch(obj: Any, changes: Iterable[Change]) -> list[PatchOp]:
                 ops.append({"op": "replace" if present else "add", "path": pointer(key),
                             "value": holder})  # fmt: skip
             for part in path[depth + 1 : last]:
-                holder = holder.setdefault(str(part), {})
+                inner = holder.get(str(part))
+                if inner is None:
+                    inner = holder[str(part)] = {}
+                holder = inner
             holder[str(path[last])] = value
             continue
         field = path[last]

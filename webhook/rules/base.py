@@ -131,6 +131,25 @@ def visit_containers(
             yield ContainerRef(kind, index, container, name)
 
 
+def grouped(base: Path, exists: bool, changes: list[Change]) -> list[Change]:
+    """``changes`` under ``base``; when ``base`` is absent, one change that adds it whole.
+
+    Purely a saving (one change instead of one per field, for the many pods
+    that set no securityContext or no resources): the patch is the same."""
+    if exists or not changes:
+        return changes
+    whole: dict[str, Any] = {}
+    depth = len(base)
+    for change in changes:
+        if change.value is REMOVE:
+            continue
+        node = whole
+        for part in change.path[depth:-1]:
+            node = node.setdefault(str(part), {})
+        node[str(change.path[-1])] = change.value
+    return [Change(base, whole)] if whole else []
+
+
 def get_in(obj: Any, *path: PathPart) -> Any:
     """``obj[p0][p1]...`` or None where any step is missing (or null)."""
     for part in path:

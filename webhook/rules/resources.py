@@ -35,10 +35,12 @@ from webhook.rules.base import (
     Outcome,
     Pod,
     Violation,
+    grouped,
     visit_containers,
 )
 
 ORIGINAL_ANNOTATION = "task-pod-webhook/original-resources"
+_NONE: dict[str, Any] = {}  # an absent (or empty) requests / limits map; never written to
 
 # (spelling as written in the manifest or policy, parsed value)
 _Value = tuple[Any, Decimal]
@@ -111,13 +113,14 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
     for ref in visit_containers(pod, facts, ("initContainers", "containers")):
         resources = ref.container.get("resources") or {}
         current = {
-            "requests": resources.get("requests") or {},
-            "limits": resources.get("limits") or {},
+            "requests": resources.get("requests") or _NONE,
+            "limits": resources.get("limits") or _NONE,
         }
         totals: dict[str, Decimal] = {}
         final_requests.append((ref, totals))
         exempt = ref.name in rules.min_exempt_containers
         label = ref.label
+        edits: dict[str, list[Change]] = {"requests": [], "limits": []}
         for bound in rules.bounds:
             name = bound.name
             raw_req = current["requests"].get(name)
@@ -148,7 +151,7 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
             ):
                 if after is None or (before is not None and before[0] == after[0]):
                     continue
-                changes.append(
+                edits[kind].append(
                     Change(("spec", ref.kind, ref.position, "resources", kind, name), after[0])
                 )
                 field = f"{label}: resources.{kind}.{name}"
@@ -159,6 +162,9 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
                 originals.setdefault(ref.name, {}).setdefault(kind, {})[name] = (
                     None if before is None else before[0]
                 )
+        for kind, kind_changes in edits.items():
+            base = ("spec", ref.kind, ref.position, "resources", kind)
+            changes.extend(grouped(base, current[kind] is not _NONE, kind_changes))
     for name, (cap_text, cap) in rules.parsed["maxPerPod"].items():
         total = _pod_total(final_requests, name)
         if total > cap:

@@ -45,6 +45,7 @@ from webhook.rules.base import (
     Path,
     Pod,
     Violation,
+    grouped,
     visit_containers,
 )
 
@@ -154,14 +155,14 @@ def _container(ref: ContainerRef, policy: Policy, changes: list[Change], notes: 
     caps = sc.get("capabilities") or {}
     drop = caps.get("drop") or []
     if "ALL" not in drop:
-        changes.append(Change((*edits.base, "capabilities", "drop"), [*drop, "ALL"]))
+        edits.set("capabilities.drop", [*drop, "ALL"], note=False)
     add = caps.get("add") or []
     allowed = policy.security_context.allowed_capabilities
     kept = [c for c in add if c in allowed]
     if len(kept) != len(add):
-        changes.append(Change((*edits.base, "capabilities", "add"), kept or REMOVE))
+        edits.set("capabilities.add", kept or REMOVE, note=False)
         removed = ", ".join(c for c in add if c not in allowed)
-        notes.append(f"{ref.label}: securityContext.capabilities.add {removed} removed")
+        edits.notes.append(f"{ref.label}: securityContext.capabilities.add {removed} removed")
     proc_mount = sc.get("procMount")
     if proc_mount is not None and proc_mount != "Default":
         edits.set("procMount", "Default", was=proc_mount)
@@ -169,7 +170,8 @@ def _container(ref: ContainerRef, policy: Policy, changes: list[Change], notes: 
     read_only = sc.get("readOnlyRootFilesystem")
     if policy.security_context.read_only_root_filesystem and read_only is not True:
         edits.set("readOnlyRootFilesystem", True, was=read_only, note=read_only is False)
-    changes.extend(edits.changes)
+    exists = ref.container.get("securityContext") is not None
+    changes.extend(grouped(edits.base, exists, edits.changes))
     notes.extend(edits.notes)
 
 
