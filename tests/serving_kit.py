@@ -146,8 +146,13 @@ def peer_serial(sock: socket.socket | None) -> int:
 
 def issue_client_certificate(pki: CertsResult, out: Path, name: str) -> tuple[Path, Path]:
     """A clientAuth certificate signed by `pki`'s CA (an apiserver's, say)."""
-    ca_cert = certificate_of(pki.files.ca_cert)
-    ca_key = serialization.load_pem_private_key(pki.files.ca_key.read_bytes(), password=None)
+    return issue_client_cert(pki.files.ca_cert.parent, out, name)
+
+
+def issue_client_cert(ca_dir: Path, out: Path, name: str) -> tuple[Path, Path]:
+    """A client certificate (clientAuth) signed by the CA in `ca_dir` (ca.crt, ca.key)."""
+    ca_cert = certificate_of(ca_dir / "ca.crt")
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
@@ -158,7 +163,7 @@ def issue_client_certificate(pki: CertsResult, out: Path, name: str) -> tuple[Pa
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )

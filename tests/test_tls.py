@@ -25,10 +25,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.serving_kit import issue_client_cert
 from webhook.tls import (
     DEV_SANS,
     CertificateError,
@@ -85,37 +85,6 @@ def new_serving_pair(pki: CertsResult, staging: Path) -> tuple[Path, Path, int]:
     assert result.issued_serving
     assert not result.issued_ca
     return result.files.cert, result.files.key, load_cert(result.files.cert).serial_number
-
-
-def issue_client_cert(ca_dir: Path, out: Path, name: str) -> tuple[Path, Path]:
-    """A client certificate (clientAuth) signed by the CA in `ca_dir`."""
-    ca_cert = load_cert(ca_dir / "ca.crt")
-    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = out / f"{name}.crt", out / f"{name}.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 def client_context(ca_file: Path, client_pair: tuple[Path, Path] | None = None) -> ssl.SSLContext:

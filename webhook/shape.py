@@ -204,7 +204,8 @@ def _compile(schema: Any) -> Fits:
 
         def fits_map(value: Any) -> bool:
             return type(value) is dict and all(
-                v is not None and fits_value(v) for v in value.values()
+                v is None or fits_value(v)
+                for v in value.values()  # null counts as absent
             )
 
         return fits_map
