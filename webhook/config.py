@@ -216,6 +216,11 @@ class LabelsPolicy(_Model):
         default_factory=lambda: ["task-pod-webhook/"], alias="reservedPrefixes"
     )
 
+    @cached_property
+    def reserved(self) -> tuple[str, ...]:
+        """``reservedPrefixes`` as ``str.startswith`` takes them."""
+        return tuple(self.reserved_prefixes)
+
     @model_validator(mode="after")
     def _airflow_labels_untouchable(self) -> LabelsPolicy:
         problems = []
@@ -447,6 +452,7 @@ class Policy(_Model):
         """Compute every derived value now, so no request pays for it."""
         _ = (
             self.actions,
+            self.labels.reserved,
             self.platform_user_pattern,
             self.exempt,
             self.content_hash,

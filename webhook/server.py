@@ -49,7 +49,6 @@ class Runtime:
     metrics: Metrics
     certificate: ServerCertificate | None = None
     shutting_down: bool = False
-    certificate_loaded: bool = True
     handling: int = 0  # requests inside a handler now (their body may still be arriving)
 
 
@@ -207,7 +206,7 @@ async def handle_healthz(request: web.Request) -> web.Response:
 def readiness(runtime: Runtime) -> dict[str, bool]:
     return {
         "policyLoaded": runtime.policies.current is not None,
-        "certificateLoaded": runtime.certificate_loaded,
+        "certificateLoaded": runtime.certificate is not None,
         "cachesSynced": runtime.facts.synced,
         "notShuttingDown": not runtime.shutting_down,
     }

@@ -39,7 +39,7 @@ def check_labels(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
             if current is not None:
                 notes.append(f"label {key}={current} overridden to {value}")
     for key in labels:
-        if key not in wanted and key.startswith(tuple(rules.reserved_prefixes)):
+        if key not in wanted and key.startswith(rules.reserved):
             changes.append(Change(("metadata", "labels", key), REMOVE))
             notes.append(f"label {key} removed (reserved for the platform)")
     if not changes:
