@@ -367,10 +367,10 @@ def expected_answers(env: Env) -> dict[str, dict[str, Any]]:
     """What /mutate must answer for each body: verdict and the object after the patch."""
     import base64
 
-    from webhook.admission import decide
-    from webhook.config import default_policy
-    from webhook.facts import NoKubeFacts
-    from webhook.protocol import parse_review
+    from webhook.admission.decide import decide
+    from webhook.admission.facts import NoKubeFacts
+    from webhook.admission.protocol import parse_review
+    from webhook.policy import default_policy
 
     policy = default_policy()
     out = {}

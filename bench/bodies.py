@@ -221,10 +221,10 @@ def denied_pod(pod: dict[str, Any]) -> dict[str, Any]:
 
 def _our_patch(pod: dict[str, Any]) -> list[dict[str, Any]]:
     """The patch our /mutate returns for ``pod`` (the decision code, in process)."""
-    from webhook.admission import decide
-    from webhook.config import default_policy
-    from webhook.facts import NoKubeFacts
-    from webhook.protocol import parse_review
+    from webhook.admission.decide import decide
+    from webhook.admission.facts import NoKubeFacts
+    from webhook.admission.protocol import parse_review
+    from webhook.policy import default_policy
 
     policy = default_policy()
     request = parse_review(orjson.dumps(review(pod)))

@@ -1,7 +1,7 @@
 """The ceiling: the least an aiohttp admission webhook can do per review.
 
 Reads the body, parses it with orjson, answers a fixed allowed AdmissionReview
-with the request's uid. Same TLS context (``webhook.tls.ServerCertificate``),
+with the request's uid. Same TLS context (``webhook.serving.tls.ServerCertificate``),
 same event loop (uvloop), same runner settings as ``task-pod-webhook serve``:
 whatever ours spends above this is the cost of its own work.
 
@@ -19,8 +19,8 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from webhook.settings import MAX_BODY_BYTES
-from webhook.tls import ServerCertificate
+from webhook.serving.settings import MAX_BODY_BYTES
+from webhook.serving.tls import ServerCertificate
 
 
 async def mutate(request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@ to the copy, and let ``jsonpatch.make_patch(original, mutated)`` find the
 patch by diffing the two whole pods. Everything else is ``task-pod-webhook
 serve`` itself, unchanged (TLS, uvloop, orjson, parsing, rules, warnings,
 logging, metrics, response): the same CLI, with two functions of
-``webhook.admission`` swapped in this process only.
+``webhook.admission.decide`` swapped in this process only.
 
 * ``evaluate`` (runs for every judged pod): after the rules, deep-copy the pod
   and apply every enforced change to the copy, as a mutate-the-copy design
@@ -28,7 +28,7 @@ from typing import Any
 
 import jsonpatch
 
-from webhook import admission
+from webhook.admission import decide as admission
 from webhook.rules.base import REMOVE, Change
 
 _evaluate = admission.evaluate

@@ -1,6 +1,6 @@
 """In-process cost of each stage of one review, per body (no network, no TLS).
 
-Calls what ``webhook.server._admit`` calls, one stage at a time, on the bench
+Calls what ``webhook.serving.app._admit`` calls, one stage at a time, on the bench
 bodies, and times each in a loop: parsing, the shape check, each rule, the
 patch, the response, the decision log line, the metrics. Also the naive
 mutator's patch (deepcopy + apply + ``jsonpatch.make_patch``) for the same
@@ -36,17 +36,18 @@ sys.path.insert(0, str(BENCH))
 import bodies  # noqa: E402
 from naive_server import apply_change  # noqa: E402
 
-from webhook import jsonio, responses  # noqa: E402
-from webhook.admission import _rules_for, decide  # noqa: E402
-from webhook.config import default_policy  # noqa: E402
-from webhook.facts import NoKubeFacts  # noqa: E402
-from webhook.logs import setup_logging  # noqa: E402
-from webhook.metrics import Metrics  # noqa: E402
-from webhook.patch import build_patch  # noqa: E402
-from webhook.protocol import parse_review  # noqa: E402
+from webhook import jsonio  # noqa: E402
+from webhook.admission import responses  # noqa: E402
+from webhook.admission.decide import _rules_for, decide  # noqa: E402
+from webhook.admission.facts import NoKubeFacts  # noqa: E402
+from webhook.admission.patch import build_patch  # noqa: E402
+from webhook.admission.protocol import parse_review  # noqa: E402
+from webhook.admission.shape import check_pod_shape  # noqa: E402
+from webhook.policy import default_policy  # noqa: E402
 from webhook.rules.registry import evaluate  # noqa: E402
-from webhook.server import _log_decision  # noqa: E402
-from webhook.shape import check_pod_shape  # noqa: E402
+from webhook.serving.app import _log_decision  # noqa: E402
+from webhook.serving.logs import setup_logging  # noqa: E402
+from webhook.serving.metrics import Metrics  # noqa: E402
 
 
 def timed(function: Callable[[], object], seconds: float) -> float:

@@ -7,9 +7,9 @@ import copy
 import json
 from typing import Any
 
-from webhook.admission import Decision, decide
-from webhook.config import Policy, default_policy, policy_from_document
-from webhook.protocol import AdmissionRequest, parse_review
+from webhook.admission.decide import Decision, decide
+from webhook.admission.protocol import AdmissionRequest, parse_review
+from webhook.policy import Policy, default_policy, policy_from_document
 from webhook.rules.base import Facts
 
 TASK_LABELS = {"kubernetes_executor": "True", "dag_id": "example", "task_id": "extract"}

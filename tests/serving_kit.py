@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import podkit
 from tests.conftest import Server
-from webhook.tls import CertsResult, write_certificates
+from webhook.certs import CertsResult, write_certificates
 
 HOST = "127.0.0.1"
 LOCAL_SANS = ("127.0.0.1", "localhost")

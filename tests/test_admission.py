@@ -7,10 +7,10 @@ import json
 import pytest
 
 from tests.podkit import container, decoded_patch, pod, policy, request_of, review, run
-from webhook.admission import decide
-from webhook.config import default_policy
-from webhook.protocol import ProtocolError, parse_review
-from webhook.responses import fit_warnings
+from webhook.admission.decide import decide
+from webhook.admission.protocol import ProtocolError, parse_review
+from webhook.admission.responses import fit_warnings
+from webhook.policy import default_policy
 from webhook.rules.base import Facts
 
 TASK = {"kubernetes_executor": "True"}
@@ -307,7 +307,7 @@ def test_rule_bug_is_an_errored_response(monkeypatch):
         r if r.id != "volumes" else registry.Rule("volumes", "volumes", broken)
         for r in registry.CREATE_RULES
     )
-    monkeypatch.setattr("webhook.admission.CREATE_RULES", rules)
+    monkeypatch.setattr("webhook.admission.decide.CREATE_RULES", rules)
     decision = run(pod())
     assert decision.verdict == "errored" and decision.reason.startswith("volumes:")
     assert decision.response["allowed"] is False

@@ -7,14 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webhook.config import (
-    PolicyError,
-    default_policy,
-    dump_policy,
-    load_policy,
-    load_policy_text,
-)
-from webhook.policy_store import PolicyStore
+from webhook.policy import PolicyError, default_policy, dump_policy, load_policy, load_policy_text
+from webhook.policy.store import PolicyStore
 
 SPEC_DEFAULT = """
 match: labels

@@ -26,8 +26,8 @@ import yaml
 from tests.conftest import FIXTURES, ROOT, Server, start_server
 from tests.pss_restricted import check_restricted
 from webhook import offline
-from webhook.airflow import AIRFLOW_LABEL_KEYS
-from webhook.config import load_policy
+from webhook.policy import load_policy
+from webhook.policy.airflow import AIRFLOW_LABEL_KEYS
 
 CASES = sorted(path.parent for path in FIXTURES.glob("*/case.yaml"))
 SCHEMA_VERSION = kubernetes_validate.latest_version()

@@ -21,14 +21,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.fake_apiserver import FakeApiServer, write_kubeconfig
-from webhook.config import Policy, default_policy, policy_from_document
-from webhook.kube import (
-    KubeConfigError,
-    KubeFacts,
-    WatchSettings,
-    in_cluster,
-    load_api_client,
-)
+from webhook.kube.client import KubeConfigError, in_cluster, load_api_client
+from webhook.kube.facts import KubeFacts
+from webhook.kube.informer import WatchSettings
+from webhook.policy import Policy, default_policy, policy_from_document
 from webhook.rules.base import Facts, ServiceAccountFact
 from webhook.rules.service_accounts import effective_service_account
 

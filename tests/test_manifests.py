@@ -23,8 +23,8 @@ import yaml
 import webhook
 from tests.pss_restricted import check_restricted
 from webhook.cli import build_parser
-from webhook.config import default_policy, load_policy_text
-from webhook.registration import build_webhook_configurations
+from webhook.kube.webhooks import build_webhook_configurations
+from webhook.policy import default_policy, load_policy_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "manifests" / "base"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.patch import build_patch, escape
+from webhook.admission.patch import build_patch, escape
 from webhook.rules.base import REMOVE, Change
 
 

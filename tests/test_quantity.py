@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook import quantity
+from webhook.policy import quantity
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_the_parser_is_the_kubernetes_clients_own():
 
 
 def test_parsing_does_not_load_the_api_client():
-    check = "import sys, webhook.quantity; print('kubernetes' in sys.modules)"
+    check = "import sys, webhook.policy.quantity; print('kubernetes' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                           check=True, timeout=60)  # fmt: skip
     assert done.stdout.strip() == "False"

@@ -19,14 +19,15 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from tests.fake_apiserver import FakeApiServer, write_kubeconfig
-from webhook.config import Policy, default_policy, policy_from_document
-from webhook.kube import load_api_client, register, unregister
-from webhook.registration import (
+from webhook.kube.apply import register, unregister
+from webhook.kube.client import load_api_client
+from webhook.kube.webhooks import (
     build_webhook_configurations,
     ca_bundle_from,
     configurations_yaml,
     webhook_names,
 )
+from webhook.policy import Policy, default_policy, policy_from_document
 
 K8S_VERSION = kubernetes_validate.latest_version()
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.podkit import TASK_LABELS, pod, policy
-from webhook.config import PolicyError, default_policy
+from webhook.policy import PolicyError, default_policy
 from webhook.rules.base import REMOVE, Change, Facts
 from webhook.rules.labels import check_labels
 

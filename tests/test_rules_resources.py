@@ -8,8 +8,8 @@ import jsonpatch
 import pytest
 
 from tests.podkit import container, pod, policy
-from webhook.config import default_policy
-from webhook.patch import build_patch
+from webhook.admission.patch import build_patch
+from webhook.policy import default_policy
 from webhook.rules.base import Facts
 from webhook.rules.resources import ORIGINAL_ANNOTATION, check_resources
 

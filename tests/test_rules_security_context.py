@@ -6,8 +6,8 @@ import jsonpatch
 import pytest
 
 from tests.podkit import container, pod, policy
-from webhook.config import default_policy
-from webhook.patch import build_patch
+from webhook.admission.patch import build_patch
+from webhook.policy import default_policy
 from webhook.rules.base import REMOVE, Facts
 from webhook.rules.security_context import (
     check_ephemeral_security_context,

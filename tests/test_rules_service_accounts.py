@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.podkit import pod, policy
-from webhook.config import default_policy
+from webhook.policy import default_policy
 from webhook.rules.base import Facts, ServiceAccountFact
 from webhook.rules.service_accounts import check_service_accounts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.podkit import pod, policy
-from webhook.config import PolicyError, default_policy
+from webhook.policy import PolicyError, default_policy
 from webhook.rules.base import Facts
 from webhook.rules.volumes import check_volumes
 

@@ -19,13 +19,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests import podkit
-from webhook.config import Policy
-from webhook.facts import NoKubeFacts
-from webhook.metrics import Metrics
-from webhook.policy_store import PolicyStore
+from webhook.admission.facts import NoKubeFacts
+from webhook.policy import Policy
+from webhook.policy.store import PolicyStore
 from webhook.rules.base import Facts
-from webhook.server import Runtime, create_app
-from webhook.settings import Settings
+from webhook.serving.app import Runtime, create_app
+from webhook.serving.metrics import Metrics
+from webhook.serving.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ async def test_failing_facts_are_an_errored_review_with_a_reference(
     assert record.exc_info is not None  # the traceback is in the log, not in the answer
     assert "cache exploded" not in review["status"]["message"]
     assert runtime.metrics.registry.get_sample_value("tpw_internal_errors_total") == 1
-    # The decision line is written straight to stderr (webhook.logs.write_decision).
+    # The decision line is written straight to stderr (webhook.serving.logs.write_decision).
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
     decision = next(line["decision"] for line in lines if line.get("msg") == "admission")
     assert decision["decision"] == "errored"

@@ -33,7 +33,7 @@ from tests.serving_kit import (
     scrape,
     value,
 )
-from webhook.settings import MAX_BODY_BYTES
+from webhook.serving.settings import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.slow
 

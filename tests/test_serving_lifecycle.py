@@ -36,7 +36,7 @@ from tests.serving_kit import (
     value,
     wait_for,
 )
-from webhook.config import default_policy, dump_policy, load_policy_text
+from webhook.policy import default_policy, dump_policy, load_policy_text
 
 pytestmark = pytest.mark.slow
 

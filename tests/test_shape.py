@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.podkit import container, pod
-from webhook.shape import _FITS_POD, check_pod_shape
+from webhook.admission.shape import _FITS_POD, check_pod_shape
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                     st.text(max_size=3))  # fmt: skip

@@ -1,4 +1,4 @@
-"""webhook.tls: issuing certificates, serving them, and rotating them under live TLS traffic.
+"""webhook.certs and webhook.serving.tls: issuing certificates, serving them, and rotating them under live TLS traffic.
 
 Every handshake here is real: a server on 127.0.0.1 (asyncio streams, and once the
 aiohttp stack the webhook runs on) with `ServerCertificate.ssl_context`, and clients
@@ -29,16 +29,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.serving_kit import issue_client_cert
-from webhook.tls import (
+from webhook.certs import (
     DEV_SANS,
     CertificateError,
     CertificateFiles,
     CertsResult,
-    ServerCertificate,
     ensure_dev_certificate,
     parse_duration,
     write_certificates,
 )
+from webhook.serving.tls import ServerCertificate
 
 SERVICE_HOST = "task-pod-webhook.task-pod-webhook.svc"
 DEFAULT_NAMES = {
@@ -642,7 +642,7 @@ async def test_bad_replacement_keeps_the_old_pair_in_force(
         pki.files.key.unlink()
     os.replace(cert, pki.files.cert)
 
-    with caplog.at_level(logging.ERROR, logger="webhook.tls"):
+    with caplog.at_level(logging.ERROR, logger="webhook.serving.tls"):
         assert certificate.reload_if_changed() is False
     assert f"keeping serial {old_serial:x} in force" in caplog.text
     assert str(pki.files.cert) in caplog.text or str(pki.files.key) in caplog.text

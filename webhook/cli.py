@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from webhook.config import PolicyError, default_policy, dump_policy, load_policy
+    from webhook.policy import PolicyError, default_policy, dump_policy, load_policy
 
     if args.policy_command == "default":
         sys.stdout.write(dump_policy(default_policy()))
@@ -190,7 +190,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def _load_policy_or_exit(path: Path | None) -> Any:
-    from webhook.config import PolicyError, load_policy
+    from webhook.policy import PolicyError, load_policy
 
     try:
         return load_policy(path)
@@ -201,8 +201,9 @@ def _load_policy_or_exit(path: Path | None) -> Any:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from webhook import offline, responses
-    from webhook.admission import decide
+    from webhook import offline
+    from webhook.admission import responses
+    from webhook.admission.decide import decide
     from webhook.rules.base import Facts
 
     policy = _load_policy_or_exit(args.policy)
@@ -296,8 +297,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from webhook.serve import serve
-    from webhook.settings import Settings
+    from webhook.serving.runner import serve
+    from webhook.serving.settings import Settings
 
     settings = Settings(
         host=args.host,
@@ -318,19 +319,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    from webhook import tls
+    from webhook import certs
 
     sans = args.san
     if sans is None:
         raw = os.environ.get("TPW_SAN", "")
         sans = [s.strip() for s in raw.split(",") if s.strip()]
     try:
-        renew_before = tls.parse_duration(args.renew_before)
+        renew_before = certs.parse_duration(args.renew_before)
     except ValueError as exc:
         print(f"error: --renew-before: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = tls.write_certificates(
+        result = certs.write_certificates(
             args.out,
             service=args.service,
             namespace=args.namespace,
@@ -352,30 +353,30 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from webhook import kube, registration
+    from webhook.kube import apply, client, webhooks
 
     policy = _load_policy_or_exit(args.policy)
     ca_bundle = ""
     if args.ca_bundle_file is not None:
         try:
-            ca_bundle = registration.ca_bundle_from(args.ca_bundle_file.read_bytes())
+            ca_bundle = webhooks.ca_bundle_from(args.ca_bundle_file.read_bytes())
         except (OSError, ValueError) as exc:
             print(f"error: --ca-bundle-file: {exc}", file=sys.stderr)
             return EXIT_USAGE
     service = None if args.url else (args.service, args.namespace)
     try:
-        configs = registration.build_webhook_configurations(
+        configs = webhooks.build_webhook_configurations(
             policy, ca_bundle=ca_bundle, service=service, url=args.url
         )
     except ValueError as exc:
         print(f"error: register: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.dry_run:
-        sys.stdout.write(registration.configurations_yaml(configs))
+        sys.stdout.write(webhooks.configurations_yaml(configs))
         return EXIT_OK
     try:
-        client = kube.load_api_client(args.kubeconfig)
-        applied = kube.register(client, configs)
+        api = client.load_api_client(args.kubeconfig)
+        applied = apply.register(api, configs)
     except Exception as exc:
         print(f"error: register: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -385,11 +386,11 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_unregister(args: argparse.Namespace) -> int:
-    from webhook import kube
+    from webhook.kube import apply, client
 
     try:
-        client = kube.load_api_client(args.kubeconfig)
-        removed = kube.unregister(client)
+        api = client.load_api_client(args.kubeconfig)
+        removed = apply.unregister(api)
     except Exception as exc:
         print(f"error: unregister: {exc}", file=sys.stderr)
         return EXIT_USAGE

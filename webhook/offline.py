@@ -20,9 +20,9 @@ import jsonpatch
 import yaml
 
 from webhook import jsonio
-from webhook.admission import Decision, decide
-from webhook.config import Policy, load_policy
-from webhook.protocol import AdmissionRequest, ProtocolError, parse_review
+from webhook.admission.decide import Decision, decide
+from webhook.admission.protocol import AdmissionRequest, ProtocolError, parse_review
+from webhook.policy import Policy, load_policy
 from webhook.rules.base import Facts, ServiceAccountFact
 
 REVIEW_USER = "task-pod-webhook:review"

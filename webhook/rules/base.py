@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
-from webhook.config import Policy
+from webhook.policy import Policy
 
 Pod = dict[str, Any]
 PathPart = str | int

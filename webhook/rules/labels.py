@@ -13,7 +13,7 @@ that would name them.
 
 from __future__ import annotations
 
-from webhook.config import Policy
+from webhook.policy import Policy
 from webhook.rules.base import EMPTY, REMOVE, Change, Facts, Outcome, Pod
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from webhook.config import Action, Policy
+from webhook.policy import Action, Policy
 from webhook.rules.base import Check, Facts, Outcome, Pod
 from webhook.rules.labels import check_labels
 from webhook.rules.resources import check_resources

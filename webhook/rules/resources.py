@@ -25,8 +25,9 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from webhook import jsonio, quantity
-from webhook.config import Policy, ResourceBound
+from webhook import jsonio
+from webhook.policy import Policy, quantity
+from webhook.policy.families import ResourceBound
 from webhook.rules.base import (
     EMPTY,
     Change,

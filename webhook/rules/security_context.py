@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.config import Policy
+from webhook.policy import Policy
 from webhook.rules.base import (
     EMPTY,
     REMOVE,

@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from webhook.config import Policy
+from webhook.policy import Policy
 from webhook.rules.base import EMPTY, Facts, Outcome, Pod, Violation
 
 AWS_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from webhook.config import Policy
+from webhook.policy import Policy
 from webhook.rules.base import EMPTY, Facts, Outcome, Pod, Violation
 
 

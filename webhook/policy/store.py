@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from webhook.config import Policy, PolicyError, default_policy, load_policy_text
+from webhook.policy import Policy, PolicyError, default_policy, load_policy_text
 
 log = logging.getLogger("task_pod_webhook.policy")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from webhook.config import Policy
+from webhook.policy import Policy
 from webhook.rules.base import Facts, ServiceAccountFact
 
 

@@ -18,11 +18,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from webhook import responses
-from webhook.airflow import task_identity
-from webhook.config import Policy
-from webhook.patch import PatchOp, build_patch, escape
-from webhook.protocol import AdmissionRequest, AdmissionResponse
+from webhook.admission import responses
+from webhook.admission.patch import PatchOp, build_patch, escape
+from webhook.admission.protocol import AdmissionRequest, AdmissionResponse
+from webhook.admission.shape import check_pod_shape
+from webhook.policy import Policy
+from webhook.policy.airflow import task_identity
 from webhook.rules.base import REMOVE, Change, Facts, Violation, get_in
 from webhook.rules.registry import (
     CREATE_RULES,
@@ -32,7 +33,6 @@ from webhook.rules.registry import (
     RuleError,
     evaluate,
 )
-from webhook.shape import check_pod_shape
 
 Endpoint = Literal["mutate", "validate"]
 Verdict = Literal["skipped", "allowed", "patched", "denied", "errored"]

@@ -26,13 +26,13 @@ from typing import Any
 
 from aiohttp import web
 
-from webhook.config import PolicyError
-from webhook.facts import FactsSource, NoKubeFacts
-from webhook.logs import setup_logging
-from webhook.metrics import Metrics
-from webhook.policy_store import PolicyStore
-from webhook.server import Runtime, create_app, create_metrics_app
-from webhook.settings import Settings
+from webhook.admission.facts import FactsSource, NoKubeFacts
+from webhook.policy import PolicyError
+from webhook.policy.store import PolicyStore
+from webhook.serving.app import Runtime, create_app, create_metrics_app
+from webhook.serving.logs import setup_logging
+from webhook.serving.metrics import Metrics
+from webhook.serving.settings import Settings
 
 log = logging.getLogger("task_pod_webhook.serve")
 DRAIN_TIMEOUT = 10.0  # seconds in-flight requests get after the grace period
@@ -62,12 +62,13 @@ def _tune_gc() -> None:
 def _facts_source(settings: Settings, metrics: Metrics) -> FactsSource:
     if settings.no_kube:
         return NoKubeFacts()
-    from webhook import kube
+    from webhook.kube.client import KubeConfigError, in_cluster
+    from webhook.kube.facts import KubeFacts
 
     try:
-        return kube.KubeFacts.from_config(settings.kubeconfig, metrics=metrics)
-    except kube.KubeConfigError as exc:
-        if settings.kubeconfig is not None or kube.in_cluster():
+        return KubeFacts.from_config(settings.kubeconfig, metrics=metrics)
+    except KubeConfigError as exc:
+        if settings.kubeconfig is not None or in_cluster():
             raise
         log.warning(
             "no Kubernetes API configuration found; serving without API access "
@@ -85,7 +86,7 @@ def resolve_tls(settings: Settings) -> tuple[Settings, Path | None]:
         return settings, None
     if settings.tls_cert_file or settings.tls_private_key_file:
         raise ValueError("--tls-cert-file and --tls-private-key-file go together")
-    from webhook.tls import ensure_dev_certificate
+    from webhook.certs import ensure_dev_certificate
 
     files = ensure_dev_certificate(settings.certs_dir)
     return replace(
@@ -192,7 +193,8 @@ def run_worker(settings: Settings, ca_file: Path | None = None) -> int:
         for line in exc.errors:
             print(f"error: policy: {line}", file=sys.stderr)
         return 2
-    from webhook.tls import CertificateError, ServerCertificate
+    from webhook.certs import CertificateError
+    from webhook.serving.tls import ServerCertificate
 
     assert settings.tls_cert_file is not None
     assert settings.tls_private_key_file is not None

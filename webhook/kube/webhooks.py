@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from webhook.config import Policy
+from webhook.policy import Policy
 
 POD_RULES: Final[tuple[dict[str, Any], ...]] = (
     {

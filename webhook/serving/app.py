@@ -24,17 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from webhook import jsonio, responses
-from webhook.admission import Decision, Endpoint, decide, errored_decision
-from webhook.facts import FactsSource
-from webhook.logs import write_decision
-from webhook.metrics import CONTENT_TYPE, Metrics
-from webhook.policy_store import PolicyStore
-from webhook.protocol import API_VERSIONS, ProtocolError, parse_review
-from webhook.settings import MAX_BODY_BYTES, Settings
+from webhook import jsonio
+from webhook.admission import responses
+from webhook.admission.decide import Decision, Endpoint, decide, errored_decision
+from webhook.admission.facts import FactsSource
+from webhook.admission.protocol import API_VERSIONS, ProtocolError, parse_review
+from webhook.policy.store import PolicyStore
+from webhook.serving.logs import write_decision
+from webhook.serving.metrics import CONTENT_TYPE, Metrics
+from webhook.serving.settings import MAX_BODY_BYTES, Settings
 
 if TYPE_CHECKING:
-    from webhook.tls import ServerCertificate
+    from webhook.serving.tls import ServerCertificate
 
 log = logging.getLogger("task_pod_webhook.server")
 

@@ -12,7 +12,7 @@ import base64
 from collections.abc import Sequence
 
 from webhook import jsonio
-from webhook.protocol import AdmissionResponse, AdmissionReviewResponse
+from webhook.admission.protocol import AdmissionResponse, AdmissionReviewResponse
 
 WARNING_MAX = 256
 WARNINGS_TOTAL_MAX = 4096
