@@ -430,6 +430,18 @@ PVC_DATA = k8s.V1Volume(
     persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name="shared-data"),
 )
 
+# Labels under the platform's reserved prefix, as a DAG author might set them.
+SPOOFED_LABELS = {
+    "task-pod-webhook/enforced": "false",
+    "task-pod-webhook/tier": "gold",
+    "team": "ml",
+}
+SPOOFED_MESSAGE = [
+    "metadata.labels[task-pod-webhook/enforced]",
+    "metadata.labels[task-pod-webhook/tier]",
+    "reserved for the platform",
+]
+
 CASES: list[Case] = [
     # The provider's example worker templates, no executor_config.
     kex(
@@ -659,11 +671,7 @@ CASES: list[Case] = [
             )
         ),
         allowed=False,
-        message=[
-            "metadata.labels[task-pod-webhook/enforced]",
-            "metadata.labels[task-pod-webhook/tier]",
-            "reserved for the platform",
-        ],
+        message=SPOOFED_MESSAGE,
     ),
     # Volumes: denied.
     kex(
@@ -837,17 +845,9 @@ CASES: list[Case] = [
         ),
         task_id="train_model",
         name="train-model",
-        labels={
-            "task-pod-webhook/enforced": "false",
-            "task-pod-webhook/tier": "gold",
-            "team": "ml",
-        },
+        labels=SPOOFED_LABELS,
         allowed=False,
-        message=[
-            "metadata.labels[task-pod-webhook/enforced]",
-            "metadata.labels[task-pod-webhook/tier]",
-            "reserved for the platform",
-        ],
+        message=SPOOFED_MESSAGE,
     ),
     kpo(
         "spoofed-platform-labels-strip",
@@ -857,11 +857,7 @@ CASES: list[Case] = [
         ),
         task_id="train_model",
         name="train-model",
-        labels={
-            "task-pod-webhook/enforced": "false",
-            "task-pod-webhook/tier": "gold",
-            "team": "ml",
-        },
+        labels=SPOOFED_LABELS,
         warnings=["task-pod-webhook/enforced", "task-pod-webhook/tier"],
         policy={"labels": {"reservedLabels": "strip"}},
     ),
