@@ -859,24 +859,16 @@ placement:
 
 
 def placement(
-    name: str,
-    description: str,
-    build: Callable[[str], dict[str, Any]],
-    /,
-    *,
-    allowed: bool = True,
-    message=(),
-    warnings=(),
+    name: str, description: str, /, *, allowed: bool = True, message=(), warnings=(), **kwargs
 ) -> Case:
-    return Case(
-        f"placement-{name}",
-        description,
-        build,
-        allowed,
-        list(message),
-        list(warnings),
-        policy=PLACEMENT_POLICY,
+    """A ``placement-kex-*`` or ``placement-kpo-*`` case under PLACEMENT_POLICY."""
+    make = kex if name.startswith("kex-") else kpo
+    case = make(
+        name[4:], description, allowed=allowed, message=message, warnings=warnings, **kwargs
     )
+    case.name = f"placement-{name}"
+    case.policy = PLACEMENT_POLICY
+    return case
 
 
 def _required_pool(*values: str) -> k8s.V1Affinity:
@@ -908,15 +900,11 @@ PLACEMENT_CASES: list[Case] = [
             "required node affinity that the platform's pool satisfies: the pool label "
             "overridden, the platform's toleration, classes and token setting added, allowed"
         ),
-        lambda case_name: operator_pod(
-            case_name,
-            dag_id="ml_training",
-            task_id="train_model",
-            name="train-model",
-            node_selector={"pool.example.com/role": "gpu", "topology.kubernetes.io/zone": "a"},
-            tolerations=[GPU_TOLERATION],
-            affinity=_required_pool("gpu", "tasks"),
-        ),
+        task_id="train_model",
+        name="train-model",
+        node_selector={"pool.example.com/role": "gpu", "topology.kubernetes.io/zone": "a"},
+        tolerations=[GPU_TOLERATION],
+        affinity=_required_pool("gpu", "tasks"),
         warnings=["nodeSelector pool.example.com/role=gpu overridden to tasks"],
     ),
     placement(
@@ -925,13 +913,9 @@ PLACEMENT_CASES: list[Case] = [
             "KubernetesPodOperator whose required node affinity asks for the gpu pool only, "
             "where the platform pins task pods to its own: no node could take it, denied"
         ),
-        lambda case_name: operator_pod(
-            case_name,
-            dag_id="ml_training",
-            task_id="train_model",
-            name="train-model",
-            affinity=_required_pool("gpu"),
-        ),
+        task_id="train_model",
+        name="train-model",
+        affinity=_required_pool("gpu"),
         allowed=False,
         message=[
             "nodeSelectorTerms[0].matchExpressions[0]",
@@ -945,27 +929,19 @@ PLACEMENT_CASES: list[Case] = [
             "KubernetesPodOperator tolerating the control-plane taint, a key the platform does "
             "not allow: denied"
         ),
-        lambda case_name: operator_pod(
-            case_name,
-            dag_id="ml_training",
-            task_id="train_model",
-            name="train-model",
-            tolerations=[
-                k8s.V1Toleration(key="node-role.kubernetes.io/control-plane", operator="Exists")
-            ],
-        ),
+        task_id="train_model",
+        name="train-model",
+        tolerations=[
+            k8s.V1Toleration(key="node-role.kubernetes.io/control-plane", operator="Exists")
+        ],
         allowed=False,
         message=["spec.tolerations[0]", "node-role.kubernetes.io/control-plane"],
     ),
     placement(
         "kex-node-name",
         "KubernetesExecutor pod_override pins the worker to a node with nodeName: denied",
-        lambda case_name: executor_pod(
-            case_name,
-            dag_id="orders_etl",
-            task_id="extract_orders",
-            executor_config=override(node_name="ip-10-0-3-17.ec2.internal"),
-        ),
+        task_id="extract_orders",
+        executor_config=override(node_name="ip-10-0-3-17.ec2.internal"),
         allowed=False,
         message=["spec.nodeName", "ip-10-0-3-17.ec2.internal"],
     ),
@@ -975,13 +951,9 @@ PLACEMENT_CASES: list[Case] = [
             "KubernetesExecutor pod_override picks priority class high-priority and asks for "
             "the service account token: both overridden (airflow-tasks, no token), allowed"
         ),
-        lambda case_name: executor_pod(
-            case_name,
-            dag_id="orders_etl",
-            task_id="extract_orders",
-            executor_config=override(
-                priority_class_name="high-priority", automount_service_account_token=True
-            ),
+        task_id="extract_orders",
+        executor_config=override(
+            priority_class_name="high-priority", automount_service_account_token=True
         ),
         warnings=[
             "priorityClassName high-priority overridden to airflow-tasks",
