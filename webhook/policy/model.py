@@ -15,6 +15,7 @@ from pydantic import (
 
 from webhook.policy.families import (
     LabelsPolicy,
+    PlacementPolicy,
     ResourcesPolicy,
     SecurityContextPolicy,
     ServiceAccountsPolicy,
@@ -44,6 +45,7 @@ class Policy(StrictModel):
     service_accounts: ServiceAccountsPolicy = Field(
         default_factory=ServiceAccountsPolicy, alias="serviceAccounts"
     )
+    placement: PlacementPolicy = Field(default_factory=PlacementPolicy)
 
     @model_validator(mode="after")
     def _selectable(self) -> Policy:
@@ -77,6 +79,7 @@ class Policy(StrictModel):
             "securityContext": self.security_context.action,
             "volumes": self.volumes.action,
             "serviceAccounts": self.service_accounts.action,
+            "placement": self.placement.action,
         }
 
     def warm(self) -> Policy:
@@ -94,5 +97,8 @@ class Policy(StrictModel):
             self.service_accounts.identities.aws,
             self.service_accounts.identities.gcp,
             self.service_accounts.identities.azure,
+            self.placement.allowed_keys,
+            *(t.identity for t in self.placement.tolerations),
+            *(t.in_pod for t in self.placement.tolerations),
         )
         return self
