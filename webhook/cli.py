@@ -13,91 +13,20 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
 from webhook import __version__
+from webhook.flags import EXIT_USAGE
+from webhook.flags import Parser as _Parser
+from webhook.flags import flag as _flag
+from webhook.flags import opt as _opt
+from webhook.flags import port as _port
+from webhook.flags import positive_int as _positive_int
+from webhook.flags import seconds as _seconds
 
-EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def env_name(flag: str) -> str:
-    return "TPW_" + flag.lstrip("-").upper().replace("-", "_")
-
-
-def _env_default(flag: str, default: Any, convert: Callable[[str], Any] = str) -> Any:
-    raw = os.environ.get(env_name(flag))
-    if raw is None or raw == "":
-        return default
-    try:
-        return convert(raw)
-    except (ValueError, TypeError):
-        raise SystemExit(
-            f"error: environment variable {env_name(flag)}={raw!r} is not valid for {flag}"
-        ) from None
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {value}")
-    return value
-
-
-def _seconds(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _opt(
-    parser: argparse._ActionsContainer,
-    flag: str,
-    default: Any = None,
-    kind: Callable[[str], Any] = str,
-    help: str = "",
-    **kwargs: Any,
-) -> None:
-    parser.add_argument(
-        flag,
-        default=_env_default(flag, default, kind),
-        type=kind,
-        help=f"{help} [env {env_name(flag)}]" + (f" (default: {default})" if default else ""),
-        **kwargs,
-    )
-
-
-def _flag(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
-    parser.add_argument(
-        flag,
-        action="store_true",
-        default=_env_default(flag, False, _bool),
-        help=f"{help} [env {env_name(flag)}]",
-    )
+EXIT_OK, EXIT_DENIED = 0, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_sub.add_parser("check", help="validate FILE and print the effective policy")
     check.add_argument("file", type=Path, metavar="FILE")
     policy_sub.add_parser("default", help="print the embedded default policy")
+    _add_audit(sub)
     return parser
+
+
+def _add_audit(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="judge the pods already running (SPEC §13)")
+    _opt(audit, "--kubeconfig", None, Path, help="kubeconfig (default: in-cluster or ~/.kube)")
+    _opt(audit, "--policy", None, Path, help="policy file (default: the embedded policy)")
+    scope = audit.add_mutually_exclusive_group()
+    _opt(scope, "--namespace", None, help="one namespace (default: all)", short="-n")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="all (the default)")
+    _opt(audit, "--selector", None, help="label selector of the pods to judge", short="-l")
+    _opt(
+        audit,
+        "--output",
+        "table",
+        choices=("table", "json", "yaml", "junit"),
+        help="format",
+        short="-o",
+    )
+    _opt(audit, "--fail-on", "deny", choices=("deny", "mutate", "never"), help="exit 1 when")
+    _flag(audit, "--write-reports", "write one PolicyReport per namespace")
 
 
 # --- commands --------------------------------------------------------------
@@ -399,6 +349,12 @@ def cmd_unregister(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from webhook import audit
+
+    return audit.command(args, _load_policy_or_exit(args.policy))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "review": cmd_review,
@@ -407,6 +363,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "register": cmd_register,
     "unregister": cmd_unregister,
     "policy": cmd_policy,
+    "audit": cmd_audit,
 }
 
 
