@@ -53,10 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(serve, "--reload-interval", 1.0, _seconds, help="seconds between file checks")
 
     review = sub.add_parser("review", help="review pod manifests or AdmissionReviews offline")
-    review.add_argument("files", nargs="+", metavar="FILE", help="YAML/JSON files, - for stdin")
+    review.add_argument(
+        "files", nargs="+", metavar="FILE", help="YAML/JSON files or folders, - for stdin"
+    )
     _opt(review, "--policy", None, Path, help="policy file (default: the embedded policy)")
     _opt(review, "--namespace", None, help="namespace to review in (default: the pod's)")
-    _opt(review, "--output", "pod", choices=("pod", "patch", "review"), help="what to print")
+    _opt(
+        review, "--output", "pod", choices=("pod", "patch", "review", "junit"), help="what to print"
+    )
 
     test = sub.add_parser("test", help="run manifest test fixtures")
     test.add_argument("dir", type=Path, metavar="DIR")
@@ -160,9 +164,15 @@ def cmd_review(args: argparse.Namespace) -> int:
     if policy.service_accounts.lookup:
         print("note: offline review: service account lookups are skipped", file=sys.stderr)
     outputs: list[str] = []
+    cases: list[offline.JUnitCase] = []
     worst = EXIT_OK
     count = 0
-    for name in args.files:
+    try:
+        names = offline.expand_inputs(args.files)
+    except offline.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for name in names:
         try:
             text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -193,7 +203,9 @@ def cmd_review(args: argparse.Namespace) -> int:
             if decision.verdict == "skipped":
                 print(f"note: {where}: not reviewed ({decision.reason})", file=sys.stderr)
             is_review = isinstance(document, dict) and document.get("kind") == "AdmissionReview"
-            if args.output == "review" or is_review:
+            if args.output == "junit":
+                cases.append(offline.review_case(where, source, decision))
+            elif args.output == "review" or is_review:
                 outputs.append(offline.dump_json(responses.review(request.api_version, response)))
             elif not response["allowed"]:
                 outputs.append(response.get("status", {}).get("message", "denied"))
@@ -204,6 +216,8 @@ def cmd_review(args: argparse.Namespace) -> int:
                 outputs.append(yaml.safe_dump(mutated, sort_keys=False).rstrip("\n"))
             if not response["allowed"]:
                 worst = max(worst, EXIT_DENIED)
+    if args.output == "junit":
+        print(offline.JUNIT_HEADER + offline.junit_suite("review", cases) + offline.JUNIT_FOOTER)
     if outputs:
         separator = "\n---\n" if args.output == "pod" else "\n"
         print(separator.join(outputs))

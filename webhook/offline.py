@@ -234,6 +234,17 @@ def _xml(text: str) -> str:
     )
 
 
+def review_case(where: str, source: str, decision: Decision) -> JUnitCase:
+    """The testcase of one reviewed document: a failure when it would be denied."""
+    response = decision.response
+    if not response["allowed"]:
+        return JUnitCase(where, source, response.get("status", {}).get("message", "denied"))
+    changes = "\n".join(response.get("warnings", []))
+    if decision.patch:
+        changes = f"{changes}\n{json.dumps(decision.patch)}".lstrip("\n")
+    return JUnitCase(where, source, None, changes)
+
+
 JUNIT_HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="task-pod-webhook">\n'
 JUNIT_FOOTER = "</testsuites>\n"
 
