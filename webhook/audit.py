@@ -41,6 +41,7 @@ import yaml
 from webhook import offline
 from webhook.admission.decide import decide
 from webhook.admission.verdicts import VERDICTS, PodAudit, as_created, audit_of
+from webhook.flags import env_name
 from webhook.kube import client, pods, reports
 from webhook.policy import Policy
 
@@ -247,6 +248,18 @@ def _progress(stream: TextIO) -> Callable[[str, bool], None]:
 
 def command(args: Any, policy: Policy) -> int:
     """The ``audit`` subcommand, from its parsed flags (see ``cli``)."""
+    # argparse checks choices on the command line only, not the TPW_ twins
+    # (TPW_OUTPUT is shared with `review`, whose choices differ).
+    for flag, value, allowed in (
+        ("--output", args.output, OUTPUTS),
+        ("--fail-on", args.fail_on, FAIL_ON),
+    ):
+        if value not in allowed:
+            print(
+                f"error: audit: {flag} (or {env_name(flag)}) is {value!r}, not one of {', '.join(allowed)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     options = AuditOptions(
         policy=policy,
         kubeconfig=args.kubeconfig,
