@@ -256,7 +256,8 @@ def command(args: Any, policy: Policy) -> int:
     ):
         if value not in allowed:
             print(
-                f"error: audit: {flag} (or {env_name(flag)}) is {value!r}, not one of {', '.join(allowed)}",
+                f"error: audit: {flag} (or {env_name(flag)}) is {value!r}, "
+                f"not one of {', '.join(allowed)}",
                 file=sys.stderr,
             )
             return EXIT_USAGE
