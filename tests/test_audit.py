@@ -198,7 +198,8 @@ def test_table_output_columns_rows_and_summary():
     assert lines[-1] == "SUMMARY"
     assert lines[-2].split()[:2] == ["airflow", "zz-ok"]
     assert lines[-2].split()[2:] == ["<none>", "<none>", "compliant", "<none>"]
-    assert render("table", []).splitlines() == ["No task pods found.", "SUMMARY"]
+    for nothing in ([], [[]], [[], []]):
+        assert render("table", nothing).splitlines() == ["No task pods found.", "SUMMARY"]
 
 
 def test_json_and_yaml_outputs_are_one_list_across_pages():

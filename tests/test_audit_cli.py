@@ -8,29 +8,12 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import yaml
-
 from tests.conftest import FIXTURES, free_port, run_cli
-
-
-def kubeconfig_to(path: Path, server: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
-    return path
+from tests.fake_apiserver import write_kubeconfig
 
 
 def test_audit_with_an_unreachable_api_exits_2_in_one_line(tmp_path: Path):
-    config = kubeconfig_to(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}")
+    config = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}")
     done = run_cli("audit", "--kubeconfig", str(config), timeout=120)
     assert done.returncode == 2
     assert done.stderr.startswith("error: audit: the Kubernetes API cannot be reached")
@@ -46,7 +29,7 @@ def test_audit_without_a_kubeconfig_exits_2(tmp_path: Path):
 
 
 def test_audit_usage_errors_exit_2(tmp_path: Path):
-    config = kubeconfig_to(tmp_path / "kubeconfig", "http://127.0.0.1:1")
+    config = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:1")
     done = run_cli("audit", "--kubeconfig", str(config), "--write-reports", "-l", "a=b")
     assert done.returncode == 2
     assert "--write-reports" in done.stderr and "-l/--selector" in done.stderr

@@ -127,11 +127,11 @@ class Sink:
                 self.out.write(offline.junit_suite(namespace, [_junit_case(a) for a in group]))
 
     def _table(self, audits: list[PodAudit]) -> None:
+        if not audits:
+            return
         rows = table_rows(audits)
         if self._first:
             rows.insert(0, COLUMNS)
-        if not rows:
-            return
         widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
         for row in rows:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]

@@ -67,6 +67,16 @@ def audit(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("audit", "--kubeconfig", str(kubeconfig), *args, timeout=120)
 
 
+def test_reports_without_the_crd_say_how_to_install_it(cluster: Any):
+    # First in this module: the CRDs are installed by the fixture below.
+    done = audit(cluster.kubeconfig, "--write-reports", "-n", "default")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: audit: the cluster has no policyreports.wgpolicyk8s.io API: "
+        "install the CRD (kubectl apply -k manifests/crds)\n"
+    )
+
+
 @pytest.fixture(scope="module")
 def crds(cluster: Any) -> None:
     kubectl(cluster.kubeconfig, "apply", "-k", str(ROOT / "manifests" / "crds"))

@@ -9,8 +9,8 @@ before, retried once on a conflict), so results of pods that are gone are
 dropped and a rerun leaves exactly one report per namespace.
 
 ``build_report`` is pure; ``ReportWriter`` does the API calls. Errors:
-``ApiException`` propagates (a missing CRD is a 404 on the resource, which
-``ReportWriter`` turns into ``ReportsUnavailable`` with the fix).
+``ApiException`` propagates, except the 404 of a cluster without the CRD,
+which becomes ``ReportsUnavailable`` saying how to install it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ MESSAGE_LIMIT: Final = 1024
 HTTP_CONFLICT: Final = 409
 RESULTS: Final = ("pass", "fail", "warn", "error", "skip")
 RULE_IDS: Final = tuple(rule.id for rule in CREATE_RULES)
+NO_CRD: Final = (
+    f"the cluster has no {PLURAL}.{GROUP} API: install the CRD (kubectl apply -k manifests/crds)"
+)
 
 
 def _cut(text: str) -> str:
@@ -136,7 +139,9 @@ class ReportWriter:
                     if isinstance(item.get("metadata"), dict)
                 )
         except ApiException as exc:
-            raise self._unavailable(exc) from exc
+            if exc.status == HTTP_NOT_FOUND:  # a list answers 404 only for an unknown resource
+                raise ReportsUnavailable(NO_CRD) from exc
+            raise
         return found
 
     def write(self, report: dict[str, Any]) -> str:
@@ -148,8 +153,10 @@ class ReportWriter:
                     GROUP, VERSION, namespace, PLURAL, REPORT_NAME
                 )
             except ApiException as exc:
-                if exc.status != HTTP_NOT_FOUND or (exc.body and "policyreports" not in exc.body):
-                    raise self._unavailable(exc) from exc
+                if exc.status != HTTP_NOT_FOUND:
+                    raise
+                if PLURAL not in str(exc.body):  # not "policyreports ... not found": no CRD
+                    raise ReportsUnavailable(NO_CRD) from exc
                 current = None
             try:
                 if current is None:
@@ -165,14 +172,5 @@ class ReportWriter:
             except ApiException as exc:
                 if exc.status == HTTP_CONFLICT and attempt == 1:
                     continue  # written by someone else in between (or created): read again
-                raise self._unavailable(exc) from exc
+                raise
         raise AssertionError("unreachable")
-
-    @staticmethod
-    def _unavailable(exc: ApiException) -> Exception:
-        if exc.status == HTTP_NOT_FOUND and "the server could not find" in str(exc.body).lower():
-            return ReportsUnavailable(
-                f"the cluster has no {PLURAL}.{GROUP} API: install the CRD "
-                "(kubectl apply -k manifests/crds)"
-            )
-        return exc
