@@ -49,6 +49,8 @@ dashboard:
 
 bench: $(STAMP)
 	bash bench/run.sh
+	KUBEBUILDER_ASSETS="$${KUBEBUILDER_ASSETS:-$$(../shared/envtest/install.sh)}" \
+		$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

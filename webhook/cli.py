@@ -13,91 +13,20 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
 from webhook import __version__
+from webhook.flags import EXIT_USAGE
+from webhook.flags import Parser as _Parser
+from webhook.flags import flag as _flag
+from webhook.flags import opt as _opt
+from webhook.flags import port as _port
+from webhook.flags import positive_int as _positive_int
+from webhook.flags import seconds as _seconds
 
-EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def env_name(flag: str) -> str:
-    return "TPW_" + flag.lstrip("-").upper().replace("-", "_")
-
-
-def _env_default(flag: str, default: Any, convert: Callable[[str], Any] = str) -> Any:
-    raw = os.environ.get(env_name(flag))
-    if raw is None or raw == "":
-        return default
-    try:
-        return convert(raw)
-    except (ValueError, TypeError):
-        raise SystemExit(
-            f"error: environment variable {env_name(flag)}={raw!r} is not valid for {flag}"
-        ) from None
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {value}")
-    return value
-
-
-def _seconds(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _opt(
-    parser: argparse._ActionsContainer,
-    flag: str,
-    default: Any = None,
-    kind: Callable[[str], Any] = str,
-    help: str = "",
-    **kwargs: Any,
-) -> None:
-    parser.add_argument(
-        flag,
-        default=_env_default(flag, default, kind),
-        type=kind,
-        help=f"{help} [env {env_name(flag)}]" + (f" (default: {default})" if default else ""),
-        **kwargs,
-    )
-
-
-def _flag(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
-    parser.add_argument(
-        flag,
-        action="store_true",
-        default=_env_default(flag, False, _bool),
-        help=f"{help} [env {env_name(flag)}]",
-    )
+EXIT_OK, EXIT_DENIED = 0, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,10 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(serve, "--reload-interval", 1.0, _seconds, help="seconds between file checks")
 
     review = sub.add_parser("review", help="review pod manifests or AdmissionReviews offline")
-    review.add_argument("files", nargs="+", metavar="FILE", help="YAML/JSON files, - for stdin")
+    review.add_argument(
+        "files", nargs="+", metavar="FILE", help="YAML/JSON files or folders, - for stdin"
+    )
     _opt(review, "--policy", None, Path, help="policy file (default: the embedded policy)")
     _opt(review, "--namespace", None, help="namespace to review in (default: the pod's)")
-    _opt(review, "--output", "pod", choices=("pod", "patch", "review"), help="what to print")
+    _opt(
+        review, "--output", "pod", choices=("pod", "patch", "review", "junit"), help="what to print"
+    )
 
     test = sub.add_parser("test", help="run manifest test fixtures")
     test.add_argument("dir", type=Path, metavar="DIR")
@@ -165,7 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_sub.add_parser("check", help="validate FILE and print the effective policy")
     check.add_argument("file", type=Path, metavar="FILE")
     policy_sub.add_parser("default", help="print the embedded default policy")
+    _add_audit(sub)
     return parser
+
+
+def _add_audit(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="judge the pods already running (SPEC §13)")
+    _opt(audit, "--kubeconfig", None, Path, help="kubeconfig (default: in-cluster or ~/.kube)")
+    _opt(audit, "--policy", None, Path, help="policy file (default: the embedded policy)")
+    scope = audit.add_mutually_exclusive_group()
+    _opt(scope, "--namespace", None, help="one namespace (default: all)", short="-n")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="all (the default)")
+    _opt(audit, "--selector", None, help="label selector of the pods to judge", short="-l")
+    _opt(
+        audit,
+        "--output",
+        "table",
+        choices=("table", "json", "yaml", "junit"),
+        help="format",
+        short="-o",
+    )
+    _opt(audit, "--fail-on", "deny", choices=("deny", "mutate", "never"), help="exit 1 when")
+    _flag(audit, "--write-reports", "write one PolicyReport per namespace")
 
 
 # --- commands --------------------------------------------------------------
@@ -210,9 +164,15 @@ def cmd_review(args: argparse.Namespace) -> int:
     if policy.service_accounts.lookup:
         print("note: offline review: service account lookups are skipped", file=sys.stderr)
     outputs: list[str] = []
+    cases: list[offline.JUnitCase] = []
     worst = EXIT_OK
     count = 0
-    for name in args.files:
+    try:
+        names = offline.expand_inputs(args.files)
+    except offline.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for name in names:
         try:
             text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -243,7 +203,9 @@ def cmd_review(args: argparse.Namespace) -> int:
             if decision.verdict == "skipped":
                 print(f"note: {where}: not reviewed ({decision.reason})", file=sys.stderr)
             is_review = isinstance(document, dict) and document.get("kind") == "AdmissionReview"
-            if args.output == "review" or is_review:
+            if args.output == "junit":
+                cases.append(offline.review_case(where, source, decision))
+            elif args.output == "review" or is_review:
                 outputs.append(offline.dump_json(responses.review(request.api_version, response)))
             elif not response["allowed"]:
                 outputs.append(response.get("status", {}).get("message", "denied"))
@@ -254,6 +216,8 @@ def cmd_review(args: argparse.Namespace) -> int:
                 outputs.append(yaml.safe_dump(mutated, sort_keys=False).rstrip("\n"))
             if not response["allowed"]:
                 worst = max(worst, EXIT_DENIED)
+    if args.output == "junit":
+        print(offline.JUNIT_HEADER + offline.junit_suite("review", cases) + offline.JUNIT_FOOTER)
     if outputs:
         separator = "\n---\n" if args.output == "pod" else "\n"
         print(separator.join(outputs))
@@ -399,6 +363,12 @@ def cmd_unregister(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from webhook import audit
+
+    return audit.command(args, _load_policy_or_exit(args.policy))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "review": cmd_review,
@@ -407,6 +377,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "register": cmd_register,
     "unregister": cmd_unregister,
     "policy": cmd_policy,
+    "audit": cmd_audit,
 }
 
 

@@ -191,3 +191,80 @@ def find_cases(root: Path) -> Iterator[Path]:
 
 def dump_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=False)
+
+
+# --- pre-flight inputs and JUnit output (review and audit) -------------------
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def expand_inputs(names: list[str]) -> list[str]:
+    """``names`` with every folder replaced by the manifests under it, recursively
+    and sorted (``*.yaml``, ``*.yml``, ``*.json``: what ``airflow kubernetes
+    generate-dag-yaml`` writes). Raises InputError for a folder with none."""
+    expanded: list[str] = []
+    for name in names:
+        path = Path(name)
+        if name == "-" or not path.is_dir():
+            expanded.append(name)
+            continue
+        found = sorted(
+            str(p) for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+        )
+        if not found:
+            raise InputError(f"{name}: a folder without *.yaml, *.yml or *.json files")
+        expanded.extend(found)
+    return expanded
+
+
+@dataclass(frozen=True)
+class JUnitCase:
+    name: str
+    classname: str
+    failure: str | None = None  # the failure message; None: passed
+    output: str = ""  # system-out: what a passing case would change
+
+
+def _xml(text: str) -> str:
+    # Attribute- and text-safe, and without the control characters XML 1.0 forbids.
+    cleaned = "".join(c if c in "\t\n\r" or ord(c) >= 0x20 else "?" for c in text)
+    return (
+        cleaned.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+    )
+
+
+def review_case(where: str, source: str, decision: Decision) -> JUnitCase:
+    """The testcase of one reviewed document: a failure when it would be denied."""
+    response = decision.response
+    if not response["allowed"]:
+        return JUnitCase(where, source, response.get("status", {}).get("message", "denied"))
+    changes = "\n".join(response.get("warnings", []))
+    if decision.patch:
+        changes = f"{changes}\n{json.dumps(decision.patch)}".lstrip("\n")
+    return JUnitCase(where, source, None, changes)
+
+
+JUNIT_HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="task-pod-webhook">\n'
+JUNIT_FOOTER = "</testsuites>\n"
+
+
+def junit_suite(name: str, cases: list[JUnitCase]) -> str:
+    """One ``<testsuite>`` of JUnit XML (the schema CI systems read)."""
+    failures = sum(case.failure is not None for case in cases)
+    lines = [f'  <testsuite name="{_xml(name)}" tests="{len(cases)}" failures="{failures}">']
+    for case in cases:
+        opening = f'    <testcase name="{_xml(case.name)}" classname="{_xml(case.classname)}"'
+        inner = []
+        if case.failure is not None:
+            first = case.failure.splitlines()[0] if case.failure else "failed"
+            inner.append(f'      <failure message="{_xml(first)}">{_xml(case.failure)}</failure>')
+        if case.output:
+            inner.append(f"      <system-out>{_xml(case.output)}</system-out>")
+        lines.append(
+            f"{opening}>\n" + "\n".join(inner) + "\n    </testcase>" if inner else f"{opening}/>"
+        )
+    lines.append("  </testsuite>")
+    return "\n".join(lines) + "\n"
