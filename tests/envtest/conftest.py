@@ -1,0 +1,37 @@
+"""Fixtures of the envtest tests: one real etcd + kube-apiserver for the session.
+
+Without ``KUBEBUILDER_ASSETS`` every test here is skipped with a reason that
+names the variable (``-ra`` prints it in the summary of ``make test``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+
+from tests.envtest import kit
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kit.Cluster]:
+    binaries = kit.assets()
+    if binaries is None:
+        pytest.skip(kit.SKIP_REASON)
+    running = kit.Cluster.start(tmp_path_factory.mktemp("envtest"), binaries)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(cluster: kit.Cluster) -> Iterator[Any]:
+    """A kubernetes ApiClient with the admin kubeconfig."""
+    client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    try:
+        yield client
+    finally:
+        client.close()
