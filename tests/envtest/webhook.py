@@ -123,9 +123,13 @@ def core(api_client: Any) -> Any:
 
 
 def create_namespace(api_client: Any, name: str, labels: dict[str, str] | None = None) -> None:
-    """A new namespace (never deleted: without a namespace controller it would stay
+    """A namespace, created unless it exists (never deleted: without a namespace controller it would stay
     Terminating; each session has a fresh apiserver)."""
-    core(api_client).create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+    try:
+        core(api_client).create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+    except kubernetes.client.ApiException as exc:
+        if exc.status != 409:  # already created by an earlier module
+            raise
 
 
 def api_error(call: Callable[[], Any]) -> kubernetes.client.ApiException:
