@@ -4,7 +4,8 @@ The apiserver calls the registered webhook on every pod create; the webhook
 answers from its Namespace and ServiceAccount caches. Proves: cross-account
 identities (AWS, GCP, Azure) allowed and denied, a missing account denied; a
 namespace relabel, and a ServiceAccount created, annotated with a foreign
-cloud identity and deleted, are each seen within seconds.
+cloud identity and deleted, are each seen within seconds; a namespace's
+``task-pod-webhook/mode: warn`` label turns denials into warnings.
 """
 
 from __future__ import annotations
@@ -154,3 +155,17 @@ def test_service_account_created_annotated_and_deleted_are_seen(
         lambda a: isinstance(a, str) and 'service account "late-comer" does not exist' in a,
         "the deleted account denied",
     )
+
+
+def test_namespace_mode_label_turns_enforcement_into_warnings(admin: Any, webhook: Server) -> None:
+    namespace = "rollout"
+    wh.create_namespace(admin, namespace, {"task-pod-webhook/mode": "warn", "team": "ml"})
+    subject = wh.load_yaml(FIXTURES / "kpo-host-network" / "pod.yaml")  # denied when enforced
+    subject["metadata"]["namespace"] = namespace
+    created, _, headers = wh.core(admin).create_namespaced_pod_with_http_info(
+        namespace, subject, dry_run="All"
+    )
+    stored = admin.sanitize_for_serialization(created)
+    assert stored["spec"]["hostNetwork"] is True
+    assert "task-pod-webhook/enforced" not in stored["metadata"]["labels"]  # nothing applied
+    assert "would deny: spec.hostNetwork" in headers.get("Warning", "")
