@@ -17,10 +17,7 @@ from tests.envtest import kit
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kit.Cluster]:
-    binaries = kit.assets()
-    if binaries is None:
-        pytest.skip(kit.SKIP_REASON)
-    running = kit.Cluster.start(tmp_path_factory.mktemp("envtest"), binaries)
+    running = kit.Cluster.start(tmp_path_factory.mktemp("envtest"), kit.assets())
     try:
         yield running
     finally:

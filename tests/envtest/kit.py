@@ -29,6 +29,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -45,10 +46,13 @@ SKIP_REASON = (
 HOST = "127.0.0.1"
 
 
-def assets() -> Path | None:
-    """The envtest binaries folder, or None when the variable is unset or empty."""
+def assets() -> Path:
+    """The envtest binaries folder; the calling test is skipped, naming the
+    variable, when it is unset or empty."""
     raw = os.environ.get(ASSETS_VARIABLE, "").strip()
-    return Path(raw) if raw else None
+    if not raw:
+        pytest.skip(SKIP_REASON)
+    return Path(raw)
 
 
 # --------------------------------------------------------------------------- PKI

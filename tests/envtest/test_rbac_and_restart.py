@@ -191,9 +191,7 @@ def test_webhook_identity_may_do_nothing_more(identity: tuple[Path, Server]) -> 
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[kit.Cluster, Server]]:
     """A short-lived apiserver of its own and a webhook whose caches it feeds."""
-    binaries = kit.assets()
-    assert binaries is not None
-    cluster = kit.Cluster.start(tmp_path_factory.mktemp("outage-cluster"), binaries)
+    cluster = kit.Cluster.start(tmp_path_factory.mktemp("outage-cluster"), kit.assets())
     try:
         client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
         try:
