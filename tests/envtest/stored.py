@@ -31,6 +31,8 @@ from kubernetes.utils import parse_quantity
 
 SERVER_METADATA = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation")
 
+_PROJECTED_SOURCES = ("spec", "volumes", "*", "projected", "sources", "*")
+
 # Paths (``*``: every element of a list) the apiserver defaults when unset.
 DEFAULTED: tuple[tuple[str, ...], ...] = (
     ("spec", "dnsPolicy"),
@@ -66,29 +68,8 @@ DEFAULTED: tuple[tuple[str, ...], ...] = (
     ("spec", "volumes", "*", "projected", "defaultMode"),
     ("spec", "volumes", "*", "downwardAPI", "defaultMode"),
     ("spec", "volumes", "*", "downwardAPI", "items", "*", "fieldRef", "apiVersion"),
-    (
-        "spec",
-        "volumes",
-        "*",
-        "projected",
-        "sources",
-        "*",
-        "downwardAPI",
-        "items",
-        "*",
-        "fieldRef",
-        "apiVersion",
-    ),
-    (
-        "spec",
-        "volumes",
-        "*",
-        "projected",
-        "sources",
-        "*",
-        "serviceAccountToken",
-        "expirationSeconds",
-    ),
+    (*_PROJECTED_SOURCES, "downwardAPI", "items", "*", "fieldRef", "apiVersion"),
+    (*_PROJECTED_SOURCES, "serviceAccountToken", "expirationSeconds"),
 )
 
 # Plain (not pointer) booleans with ``omitempty``: a false value is not stored.
@@ -110,26 +91,23 @@ FALSE_OMITTED: tuple[tuple[str, ...], ...] = (
 DEFAULT_TOLERATION_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 
-def _drop_defaulted(stored: Any, expected: Any, path: tuple[str, ...]) -> None:
-    """Drop `path` from `stored` where `expected` has nothing at the same place."""
-    if not path:
-        return
+def _drop(value: Any, other: Any, path: tuple[str, ...], drop: Any) -> None:
+    """Delete the values at `path` in `value` for which ``drop(mine, theirs)`` holds,
+    `theirs` being what `other` (a document of the same shape) has at the same place."""
     head, rest = path[0], path[1:]
     if head == "*":
-        if isinstance(stored, list):
-            expected_items = expected if isinstance(expected, list) else []
-            for index, item in enumerate(stored):
-                other = expected_items[index] if index < len(expected_items) else None
-                _drop_defaulted(item, other, rest)
+        if isinstance(value, list):
+            others = other if isinstance(other, list) else []
+            for index, item in enumerate(value):
+                _drop(item, others[index] if index < len(others) else None, rest, drop)
         return
-    if not isinstance(stored, dict) or head not in stored:
+    if not isinstance(value, dict) or head not in value:
         return
-    other = expected.get(head) if isinstance(expected, dict) else None
-    if not rest:
-        if other is None:
-            del stored[head]
-        return
-    _drop_defaulted(stored[head], other, rest)
+    nested = other.get(head) if isinstance(other, dict) else None
+    if rest:
+        _drop(value[head], nested, rest, drop)
+    elif drop(value[head], nested):
+        del value[head]
 
 
 def _canonical(value: Any, path: tuple[str, ...] = ()) -> Any:
@@ -152,25 +130,10 @@ def _canonical(value: Any, path: tuple[str, ...] = ()) -> Any:
     return value
 
 
-def _drop_false(value: Any, path: tuple[str, ...]) -> None:
-    if not path:
-        return
-    head, rest = path[0], path[1:]
-    if head == "*":
-        for item in value if isinstance(value, list) else []:
-            _drop_false(item, rest)
-    elif isinstance(value, dict) and head in value:
-        if not rest:
-            if value[head] is False:
-                del value[head]
-        else:
-            _drop_false(value[head], rest)
-
-
 def normalize_expected(mutated: dict[str, Any]) -> dict[str, Any]:
     pod = copy.deepcopy(mutated)
     for path in FALSE_OMITTED:
-        _drop_false(pod, path)
+        _drop(pod, None, path, lambda mine, _: mine is False)
     result: dict[str, Any] = _canonical(pod)
     return result
 
@@ -180,8 +143,8 @@ def normalize_stored(stored: dict[str, Any], mutated: dict[str, Any]) -> dict[st
     pod.pop("status", None)
     for key in SERVER_METADATA:
         pod["metadata"].pop(key, None)
-    for path in DEFAULTED:
-        _drop_defaulted(pod, mutated, path)
+    for path in DEFAULTED:  # only where the fixture has no value of its own
+        _drop(pod, mutated, path, lambda _, theirs: theirs is None)
     expected_keys = {t.get("key") for t in mutated.get("spec", {}).get("tolerations") or []}
     tolerations = [
         t

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 
 from tests.conftest import Server, run_cli, start_server
 from tests.envtest.kit import Cluster
+from tests.serving_kit import wait_for
 
 
 def cli_ok(*args: str) -> str:
@@ -102,17 +102,19 @@ def wait_ready(server: Server, timeout: float = 30) -> None:
 def wait_until(
     condition: Callable[[], Any], timeout: float, what: str, server: Server | None = None
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
+    """``wait_for``, failing at once (with the log) if `server` exits meanwhile."""
+
+    def check() -> Any:
         if server is not None and server.process.poll() is not None:
             raise AssertionError(f"webhook exited {server.process.returncode}:\n{server.log()}")
-        if time.monotonic() > deadline:
-            log = f"\n{server.log()[-3000:]}" if server is not None else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{log}")
-        time.sleep(0.05)
+        return condition()
+
+    try:
+        return wait_for(check, timeout, what, interval=0.05)
+    except AssertionError as exc:
+        if server is None or "timed out" not in str(exc):
+            raise
+        raise AssertionError(f"{exc}\n{server.log()[-3000:]}") from None
 
 
 # --------------------------------------------------------------------------- cluster objects
