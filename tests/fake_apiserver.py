@@ -1,10 +1,15 @@
-"""A stand-in for the Kubernetes API server: its list/watch wire format and nothing more.
+"""A stand-in for the Kubernetes API server, kept only for the faults a real one
+will not produce on demand.
 
-No real API server can run in CI here (no container engine, no kind), so the
-tests point the real ``kubernetes`` client, through a kubeconfig, at this
-small aiohttp app. It speaks exactly the wire protocol ``webhook.kube`` uses,
-as documented in "API Concepts" (efficient detection of changes, watch
-bookmarks, 410 Gone, chunked lists):
+Everything the webhook does against Kubernetes is proven against a real
+kube-apiserver in ``tests/envtest/`` (caches and lookups, register /
+unregister, the webhook as the apiserver calls it, RBAC, an apiserver
+restart). What remains here drives ``webhook.kube``'s list/watch loop through
+the real ``kubernetes`` client into faults that a real server shows only by
+chance or after long waits: watch bookmarks at will, an ERROR 410 event or a
+410 on the watch request at will, a compacted history, slow or silent answers,
+failing lists, connections dropped mid-stream. It speaks the wire protocol
+``webhook.kube`` uses, as documented in "API Concepts":
 
 - ``GET /api/v1/namespaces`` and ``GET /api/v1/serviceaccounts``: a list with
   ``metadata.resourceVersion`` (``limit``/``continue`` paging), or with
@@ -15,8 +20,8 @@ bookmarks, 410 Gone, chunked lists):
 - ``GET /api/v1/namespaces/{ns}/serviceaccounts/{name}``: the object, or a
   404 Status;
 - ``/apis/admissionregistration.k8s.io/v1/{mutating,validating}webhookconfigurations``:
-  get / create (409 AlreadyExists) / replace (409 Conflict on a stale
-  resourceVersion) / delete (404 NotFound), for ``register``.
+  get / create / replace / delete (no test uses them any more: a real
+  apiserver does).
 
 It holds no semantics beyond that: no auth, no validation, no field or label
 selectors. One revision counter is shared by all kinds, as etcd's is.

@@ -1,8 +1,10 @@
 """webhook.kube's caches and lookups, driven through the real ``kubernetes``
 client (loaded from a kubeconfig by ``load_api_client``) against
 ``tests/fake_apiserver.py``, a stand-in that speaks the API server's list and
-watch wire format. What is proven here is our side of that protocol; the
-stand-in's fidelity to a real apiserver is an assumption (see its docstring).
+watch wire format, for the faults a real server will not produce on demand
+(bookmarks, 410 at will, slow or silent answers, dropped connections).
+The same caches against a real kube-apiserver: tests/envtest/test_caches.py
+and tests/envtest/test_rbac_and_restart.py.
 """
 
 from __future__ import annotations

@@ -1,26 +1,20 @@
 """The webhook configurations (SPEC §6): every field, schema validity with
-kubernetes-validate (strict, the newest schema it ships), and register /
-unregister through the real ``kubernetes`` client against the stand-in API
-server (tests/fake_apiserver.py)."""
+kubernetes-validate (strict, the newest schema it ships), and register's
+refusal of other kinds. ``register`` / ``unregister`` against a real
+kube-apiserver: tests/envtest/test_register_and_update.py."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import kubernetes
 import kubernetes_validate
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 
-from tests.fake_apiserver import FakeApiServer, write_kubeconfig
-from webhook.kube.apply import register, unregister
-from webhook.kube.client import load_api_client
+from webhook.kube.apply import register
 from webhook.kube.webhooks import (
     build_webhook_configurations,
     ca_bundle_from,
@@ -248,74 +242,16 @@ def test_ca_bundle_from_pem_or_base64() -> None:
         ca_bundle_from(b"hello")
 
 
-# --- register / unregister through the real client -----------------------------
+# --- register / unregister ------------------------------------------------------
+# Against a real kube-apiserver: tests/envtest/test_register_and_update.py.
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[FakeApiServer, kubernetes.client.ApiClient]]:
-    fake = FakeApiServer()
-    server = TestServer(fake.app, host="127.0.0.1")
-    await server.start_server()
-    client = load_api_client(
-        write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{server.port}")
-    )
-    yield fake, client
-    await server.close()
-
-
-async def test_register_creates_then_updates_then_unregister_deletes(
-    api: tuple[FakeApiServer, kubernetes.client.ApiClient],
-) -> None:
-    fake, client = api
-    configs = build_webhook_configurations(default_policy(), ca_bundle=CA_BUNDLE, service=SERVICE)
-
-    done = await asyncio.to_thread(register, client, configs)
-    assert done == [
-        "mutatingwebhookconfiguration/task-pod-webhook created",
-        "validatingwebhookconfiguration/task-pod-webhook created",
-    ]
-    stored = fake.configurations["mutatingwebhookconfigurations"]["task-pod-webhook"]
-    assert {k: v for k, v in stored.items() if k != "metadata"} == {
-        k: v for k, v in configs[0].items() if k != "metadata"
-    }
-
-    # Again, for a namespace-mode policy: replaced with the existing resourceVersion.
-    updated = build_webhook_configurations(NAMESPACE_POLICY, ca_bundle=CA_BUNDLE, service=SERVICE)
-    done = await asyncio.to_thread(register, client, updated)
-    assert done == [
-        "mutatingwebhookconfiguration/task-pod-webhook configured",
-        "validatingwebhookconfiguration/task-pod-webhook configured",
-    ]
-    stored = fake.configurations["validatingwebhookconfigurations"]["task-pod-webhook"]
-    assert [w["name"] for w in stored["webhooks"]] == ["pods.validate.task-pod-webhook.io"]
-    puts = [r for r in fake.requests if r.method == "PUT"]
-    assert len(puts) == 2
-    assert "resourceVersion" not in updated[0]["metadata"]  # the caller's dicts untouched
-
-    done = await asyncio.to_thread(unregister, client)
-    assert done == [
-        "mutatingwebhookconfiguration/task-pod-webhook deleted",
-        "validatingwebhookconfiguration/task-pod-webhook deleted",
-    ]
-    assert fake.configurations == {
-        "mutatingwebhookconfigurations": {},
-        "validatingwebhookconfigurations": {},
-    }
-    # Already gone is fine.
-    done = await asyncio.to_thread(unregister, client)
-    assert done == [
-        "mutatingwebhookconfiguration/task-pod-webhook not found",
-        "validatingwebhookconfiguration/task-pod-webhook not found",
-    ]
-
-
-async def test_register_refuses_other_kinds(
-    api: tuple[FakeApiServer, kubernetes.client.ApiClient],
-) -> None:
-    _, client = api
+def test_register_refuses_other_kinds() -> None:
+    # Refused before any request: the client points nowhere.
+    client = kubernetes.client.ApiClient()
     bad = copy.deepcopy(
         build_webhook_configurations(default_policy(), ca_bundle="", service=SERVICE)
     )
     bad[0]["kind"] = "Secret"
     with pytest.raises(ValueError, match="not a webhook configuration kind"):
-        await asyncio.to_thread(register, client, bad)
+        register(client, bad)
