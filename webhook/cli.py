@@ -38,9 +38,11 @@ def _env_default(flag: str, default: Any, convert: Callable[[str], Any] = str) -
         return default
     try:
         return convert(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+        detail = f": {exc}" if isinstance(exc, argparse.ArgumentTypeError) else ""
         raise SystemExit(
             f"error: environment variable {env_name(flag)}={raw!r} is not valid for {flag}"
+            f"{detail}"
         ) from None
 
 
@@ -72,6 +74,24 @@ def _seconds(raw: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
+
+
+def _label_map(raw: str) -> dict[str, str]:
+    """``k=v,k2=v2`` as a label map, every key and value checked as Kubernetes does."""
+    from webhook.policy.syntax import label_key_error, label_value_error
+
+    labels: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise argparse.ArgumentTypeError(f"{item!r} is not k=v")
+        error = label_key_error(key) or label_value_error(value)
+        if error:
+            raise argparse.ArgumentTypeError(f"{item!r}: {error}")
+        labels[key] = value
+    return labels
 
 
 def _opt(
@@ -128,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(review, "--policy", None, Path, help="policy file (default: the embedded policy)")
     _opt(review, "--namespace", None, help="namespace to review in (default: the pod's)")
     _opt(review, "--output", "pod", choices=("pod", "patch", "review"), help="what to print")
+    _opt(
+        review,
+        "--namespace-labels",
+        None,
+        _label_map,
+        help="the namespace's labels, k=v,... (selects the policy profile; default: unknown)",
+    )
 
     test = sub.add_parser("test", help="run manifest test fixtures")
     test.add_argument("dir", type=Path, metavar="DIR")
@@ -164,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, parser_class=_Parser)
     check = policy_sub.add_parser("check", help="validate FILE and print the effective policy")
     check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument("--profile", metavar="NAME", help="print this profile's effective policy")
     policy_sub.add_parser("default", help="print the embedded default policy")
     return parser
 
@@ -184,6 +212,20 @@ def cmd_policy(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         return EXIT_USAGE
+    if args.profile is not None:
+        from webhook.policy.profiles import find_profile
+
+        profile = find_profile(policy, args.profile)
+        if profile is None:
+            names = ", ".join(p.name for p in policy.profiles) or "none"
+            print(
+                f"error: {args.file}: no profile named {args.profile!r} (profiles: {names})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(f"# {args.file}: valid (hash {policy.content_hash}); profile {profile.name}:")
+        sys.stdout.write(dump_policy(profile.policy))
+        return EXIT_OK
     print(f"# {args.file}: valid (hash {policy.content_hash}); effective policy:")
     sys.stdout.write(dump_policy(policy))
     return EXIT_OK
@@ -209,6 +251,12 @@ def cmd_review(args: argparse.Namespace) -> int:
     policy = _load_policy_or_exit(args.policy)
     if policy.service_accounts.lookup:
         print("note: offline review: service account lookups are skipped", file=sys.stderr)
+    if policy.profiles and args.namespace_labels is None:
+        print(
+            "note: the policy has profiles but no --namespace-labels were given: the "
+            "namespace's labels are unknown, serviceAccounts.onLookupError decides",
+            file=sys.stderr,
+        )
     outputs: list[str] = []
     worst = EXIT_OK
     count = 0
@@ -235,7 +283,8 @@ def cmd_review(args: argparse.Namespace) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 worst = EXIT_USAGE
                 continue
-            facts = Facts(namespace=request.namespace)  # offline: no API facts
+            # offline: no API facts, but the namespace labels the caller gave
+            facts = Facts(namespace=request.namespace, namespace_labels=args.namespace_labels)
             decision = decide(request, policy, facts, "mutate")
             response = decision.response
             for warning in response.get("warnings", []):

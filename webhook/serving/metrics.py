@@ -47,8 +47,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "tpw_admission_requests",
-            "Admission reviews answered.",
-            ["endpoint", "operation", "decision"],
+            "Admission reviews answered (profile: a name from the policy, or base).",
+            ["endpoint", "operation", "decision", "profile"],
             registry=r,
         )
         self.latency = Histogram(
@@ -138,9 +138,10 @@ class Metrics:
         *,
         violated: Iterable[str],
         mutated: Iterable[str],
+        profile: str = "base",
     ) -> None:
         """One admission review answered: its counters and its latency."""
-        self._child(self.requests, endpoint, operation, verdict).inc()
+        self._child(self.requests, endpoint, operation, verdict, profile).inc()
         self._child(self.latency, endpoint).observe(duration)
         for rule in violated:
             self._child(self.violations, rule).inc()
