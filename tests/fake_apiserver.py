@@ -359,8 +359,16 @@ class ThreadedApi:
             return
         self.stopped = True
         self._call(self.runner.cleanup())
+        self._call(_cancel_the_rest())  # watch handlers still waiting on their queues
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+async def _cancel_the_rest() -> None:
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
