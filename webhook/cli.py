@@ -41,8 +41,7 @@ def _env_default(flag: str, default: Any, convert: Callable[[str], Any] = str) -
     except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
         detail = f": {exc}" if isinstance(exc, argparse.ArgumentTypeError) else ""
         raise SystemExit(
-            f"error: environment variable {env_name(flag)}={raw!r} is not valid for {flag}"
-            f"{detail}"
+            f"error: environment variable {env_name(flag)}={raw!r} is not valid for {flag}{detail}"
         ) from None
 
 

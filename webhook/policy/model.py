@@ -62,6 +62,11 @@ class Policy(StrictModel):
     def profile_names(self) -> frozenset[str]:
         return frozenset(p.name for p in self._profiles)
 
+    @cached_property
+    def profile_selections(self) -> dict[tuple[tuple[str, str], ...], Profile | None]:
+        """Memo of ``profiles.select_profile`` by namespace labels, for this load only."""
+        return {}
+
     @model_validator(mode="after")
     def _selectable(self) -> Policy:
         if self.match == "labels" and not self.selector:
@@ -107,6 +112,7 @@ class Policy(StrictModel):
             self.exempt,
             self.content_hash,
             self.profile_names,
+            self.profile_selections,
             self.resources.resource_names,
             self.resources.parsed,
             self.resources.bounds,

@@ -37,6 +37,8 @@ from webhook.policy.selectors import LabelSelector
 BASE = "base"  # the name the base policy goes by in metrics, logs and annotations
 PROFILE_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _OWN_KEYS = ("name", "namespaceSelector")
+SELECTIONS_KEPT = 16384  # distinct namespace label sets remembered per policy load
+_UNSEEN: Any = object()
 
 # Validates a policy document: the policy, or the errors each with its path.
 Validate = Callable[[dict[str, Any]], "Policy | list[str]"]
@@ -140,11 +142,22 @@ def build_profiles(
 
 
 def select_profile(policy: Policy, namespace_labels: Mapping[str, str]) -> Profile | None:
-    """The first profile, in file order, whose selector matches; None: the base policy."""
-    for profile in policy.profiles:
-        if profile.selector.matches(namespace_labels):
-            return profile
-    return None
+    """The first profile, in file order, whose selector matches; None: the base policy.
+
+    Memoized per policy load by the labels' content (a namespace's labels change
+    rarely, and many pods share them), so a request pays one dict lookup, not one
+    selector per profile; the memo is emptied when it outgrows ``SELECTIONS_KEPT``."""
+    if not policy.profiles:
+        return None
+    key = tuple(namespace_labels.items())
+    memo = policy.profile_selections
+    chosen: Profile | None = memo.get(key, _UNSEEN)
+    if chosen is _UNSEEN:
+        chosen = next((p for p in policy.profiles if p.selector.matches(namespace_labels)), None)
+        if len(memo) >= SELECTIONS_KEPT:
+            memo.clear()
+        memo[key] = chosen
+    return chosen
 
 
 def find_profile(policy: Policy, name: str) -> Profile | None:
