@@ -274,3 +274,20 @@ def test_namespace_mode_label_can_be_ignored(heeded: bool, allowed: bool) -> Non
     policy = _load(f"namespaceModeLabel: {str(heeded).lower()}")
     decision = _decide(policy, {"task-pod-webhook/mode": "warn"}, hostNetwork=True)
     assert decision.response["allowed"] is allowed
+
+
+def test_selection_is_memoized_by_label_content_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policy = _load(TWO)
+    labels = {"size": "large"}
+    first = select_profile(policy, labels)
+    assert first is not None and first.name == "large"
+    labels["size"] = "small"  # the same mapping with other content: selected afresh
+    again = select_profile(policy, labels)
+    assert again is not None and again.name == "catch-all"
+    monkeypatch.setattr("webhook.policy.profiles.SELECTIONS_KEPT", 3)
+    for index in range(10):
+        select_profile(policy, {"n": str(index)})
+        assert len(policy.profile_selections) <= 3
+    assert _load(TWO).profile_selections == {}  # one memo per load

@@ -11,14 +11,17 @@ allowed and denied; a missing service account; the namespace mode label and
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.conftest import Server, start_server
-from tests.fake_apiserver import FakeApiServer, ThreadedApi, write_kubeconfig
+from tests.fake_apiserver import FakeApiServer, write_kubeconfig
 from tests.podkit import container, decoded_patch, pod, review
 
 pytestmark = pytest.mark.slow
@@ -44,6 +47,35 @@ ACCOUNTS = {
     "azure-other": {"azure.workload.identity/client-id": "99999999-0000-0000-0000-000000000000"},
     "plain": {},
 }
+
+
+class ThreadedApi:
+    """The stand-in API on its own loop, so the tests can block on HTTPS calls."""
+
+    def __init__(self, fake: FakeApiServer) -> None:
+        self.fake = fake
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        # Open watch streams would hold a graceful shutdown for a minute.
+        self.runner = web.AppRunner(fake.app, shutdown_timeout=0.5)
+        self.stopped = False
+        self._call(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self._call(site.start())
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self._call(self.runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
