@@ -61,13 +61,18 @@ def test_denial_names_pod_task_and_every_violation():
     status = response["status"]
     assert status["code"] == 403 and status["reason"] == "Forbidden"
     message = status["message"]
-    assert message.startswith(
+    first, second, *rest = message.split("\n")
+    # The gist: the first violation, short (no field path, no detail), and the count.
+    assert first == (
         'task-pod-webhook denied pod "airflow/task-pod" (dag Sales Report, task load, '
-        "run manual__2026-11-25T12:00:00+00:00, try 2): 4 violations"
+        "run manual__2026-11-25T12:00:00+00:00, try 2): "
+        "spec.hostNetwork: host networking is not allowed for task pods; +3 more"
     )
+    assert second == "4 violations of the task pod policy:"
+    assert len(rest) == 4 and all(line.startswith("- ") for line in rest)
     for part in [
-        "spec.volumes[0] (name=dags): volume type persistentVolumeClaim",
-        "spec.volumes[1] (name=sock): volume type hostPath",
+        "spec.volumes[0] (name=dags): persistentVolumeClaim volumes",
+        "spec.volumes[1] (name=sock): hostPath volumes",
         'spec.serviceAccountName: service account "admin"',
         "spec.hostNetwork: host networking",
     ]:
@@ -227,7 +232,7 @@ def test_validate_denies_what_a_later_webhook_changed():
         "spec.containers[0].securityContext.privileged: is true but the policy (security-context) requires false"
         in message
     )
-    assert "spec.volumes[0] (name=late): volume type persistentVolumeClaim" in message
+    assert "spec.volumes[0] (name=late): persistentVolumeClaim volumes" in message
 
 
 @pytest.mark.parametrize("mode", ["warn", "audit"])

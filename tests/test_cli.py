@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ DAGS_IN_IMAGE = FIXTURES / "kex-dags-in-image" / "pod.yaml"
 def test_review_denial_names_the_pvc_and_exits_1():
     done = cli("review", str(DAGS_IN_VOLUME))
     assert done.returncode == 1
-    assert "spec.volumes[0] (name=airflow-dags): volume type persistentVolumeClaim" in done.stdout
+    assert (
+        "spec.volumes[0] (name=airflow-dags): persistentVolumeClaim volumes are not supported"
+        in done.stdout
+    )
     assert "dag orders_etl" in done.stdout
 
 
@@ -32,7 +36,11 @@ def test_review_prints_the_mutated_pod_and_warnings():
     pod = yaml.safe_load(done.stdout)
     assert pod["metadata"]["labels"]["task-pod-webhook/enforced"] == "true"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert "warning:" in done.stderr
+    # Only unset fields were filled in (defaults): no warning.
+    assert "warning:" not in done.stderr
+    privileged = cli("review", str(FIXTURES / "kex-privileged" / "pod.yaml"))
+    assert privileged.returncode == 0, privileged.stderr
+    assert "warning:" in privileged.stderr and "privileged" in privileged.stderr
 
 
 def test_review_patch_and_review_outputs_and_stdin():
@@ -94,6 +102,32 @@ def test_review_bad_shape_is_a_denial_naming_the_field(tmp_path: Path):
     done = cli("review", str(path))
     assert done.returncode == 1
     assert "spec.containers[0].ports: expected a list, got string" in done.stdout
+
+
+def test_update_golden_rewrites_only_changed_goldens(tmp_path: Path):
+    """A golden equal in content (keys in another order) is left as it is; a stale one
+    and a missing one are written, and the run then passes."""
+    names = ["kpo-plain", "kex-dags-in-image", "kex-privileged"]
+    for name in names:
+        shutil.copytree(FIXTURES / name, tmp_path / name)
+    reordered = tmp_path / "kpo-plain" / "mutated.yaml"
+    reordered.write_text(yaml.safe_dump(yaml.safe_load(reordered.read_text()), sort_keys=True))
+    before = reordered.read_bytes()
+    stale = tmp_path / "kex-dags-in-image" / "mutated.yaml"
+    stale_pod = yaml.safe_load(stale.read_text())
+    stale_pod["metadata"]["labels"]["task-pod-webhook/enforced"] = "stale"
+    stale.write_text(yaml.safe_dump(stale_pod))
+    missing = tmp_path / "kex-privileged" / "mutated.yaml"
+    missing.unlink()
+    assert cli("test", str(tmp_path)).returncode == 1
+    done = cli("test", str(tmp_path), "--update-golden")
+    assert done.returncode == 0, done.stdout
+    assert reordered.read_bytes() == before
+    assert yaml.safe_load(stale.read_text())["metadata"]["labels"]["task-pod-webhook/enforced"] == (
+        "true"
+    )
+    assert missing.exists()
+    assert cli("test", str(tmp_path)).returncode == 0
 
 
 def test_test_command_runs_every_fixture():

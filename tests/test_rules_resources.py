@@ -92,18 +92,41 @@ def test_resource_rule(resources, expected):
     assert not outcome.violations
 
 
-def test_every_change_is_a_warning_and_originals_are_recorded():
-    _, outcome = _final({"requests": {"cpu": "10m"}, "limits": {"cpu": "1", "memory": "1Gi"}})
-    assert (
-        "container base: resources.requests.cpu 10m changed to 100m (policy min)" in outcome.notes
-    )
-    assert (
-        "container base: resources.requests.memory set to 1Gi (set to the limit)" in outcome.notes
+def test_a_changed_value_is_a_warning_a_filled_one_is_not_and_both_are_recorded():
+    result, outcome = _final({"requests": {"cpu": "10m"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+    # requests.memory was unset and is filled in from the limit: silently.
+    assert result["requests"] == {"cpu": "100m", "memory": "1Gi"}
+    assert outcome.notes == (
+        "container base: resources.requests.cpu 10m changed to 100m (policy min)",
     )
     record = {c.path: c.value for c in outcome.changes}[
         ("metadata", "annotations", ORIGINAL_ANNOTATION)
     ]
     assert json.loads(record) == {"base": {"requests": {"cpu": "10m", "memory": None}}}
+
+
+@pytest.mark.parametrize(
+    ("resources", "notes"),
+    [
+        # Nothing set: every default filled in, not one warning.
+        ({}, ()),
+        # A limit above the max and the request defaulted from it: only the limit warns.
+        (
+            {"limits": {"cpu": "100"}},
+            ("container base: resources.limits.cpu 100 changed to 43 (policy max)",),
+        ),
+        # A limit below the request is raised: the user's limit changed, a warning.
+        (
+            {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
+            ("container base: resources.limits.cpu 1 changed to 2 (raised to the request)",),
+        ),
+    ],
+    ids=["defaults only", "clamped limit", "raised limit"],
+)
+def test_warnings_only_for_values_the_pod_set(resources, notes):
+    _, outcome = _final(resources)
+    assert outcome.changes  # something was filled in every time
+    assert outcome.notes == notes
 
 
 def test_xcom_sidecar_is_exempt_from_min_only():

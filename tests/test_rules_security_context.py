@@ -217,8 +217,8 @@ def test_host_ports_and_container_host_process_are_denied_but_container_ports_ar
     outcome = check_host_access(subject, default_policy(), Facts())
     assert [str(v) for v in outcome.violations] == [
         "spec.containers[0] (name=base): securityContext.windowsOptions.hostProcess is not allowed",
-        "spec.containers[0] (name=base): ports[1].hostPort 80 is not allowed "
-        "(host ports are not supported for task pods)",
+        "spec.containers[0] (name=base): ports[1].hostPort 80 is not allowed; "
+        "host ports are not supported for task pods",
     ]
     assert not check_host_access(pod(hostNetwork=False), default_policy(), Facts()).violations
 

@@ -35,7 +35,7 @@ def test_volume_types(source, bad):
         (violation,) = outcome.violations
         assert violation.where == "spec.volumes[0] (name=v)"
         assert violation.what.startswith(
-            f"volume type {bad} is not supported for task pods; allowed: "
+            f"{bad} volumes are not supported for task pods; allowed types: "
         )
 
 
@@ -53,7 +53,7 @@ def test_token_audiences():
     ).violations
     assert str(violation) == (
         "spec.volumes[0] (name=tok): projected.sources[0].serviceAccountToken.audience "
-        '"sts.amazonaws.com" is not allowed (allowed audiences: none)'
+        '"sts.amazonaws.com" is not allowed; allowed audiences: none'
     )
     allowing = policy(volumes={"allowedTokenAudiences": ["vault"]})
     assert not check_volumes(pod(volumes=[_token("vault")]), allowing, Facts()).violations

@@ -222,7 +222,7 @@ def test_mtls_serves_only_clients_with_a_certificate_from_the_client_ca(tmp_path
         value(
             samples,
             "tpw_admission_requests_total",
-            endpoint="mutate",
+            webhook="mutate",
             operation="CREATE",
             decision="patched",
         )

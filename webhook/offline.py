@@ -161,9 +161,11 @@ def run_case(
     mutated = apply_patch(request.object, decision)
     if allowed:
         golden = case_dir / "mutated.yaml"
-        if update_golden:
+        stale = not golden.exists() or _read_yaml(golden) != mutated
+        if update_golden and stale:
+            # Only a golden whose content changed is rewritten: a diff to review, not noise.
             golden.write_text(yaml.safe_dump(mutated, sort_keys=False), encoding="utf-8")
-        elif golden.exists() and _read_yaml(golden) != mutated:
+        elif golden.exists() and stale:
             problems.append("mutated pod differs from mutated.yaml")
         if decision.patch:
             second = _replace_object(request, mutated)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import json
 import logging
 import os
 import random
@@ -49,6 +50,7 @@ import shutil
 import sys
 import tempfile
 import types
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +84,7 @@ os.environ["KUBERNETES_SERVICE_PORT"] = "443"
 
 import airflow  # noqa: E402
 import airflow.providers.cncf.kubernetes as cncf_kubernetes  # noqa: E402
+import urllib3  # noqa: E402
 import yaml  # noqa: E402
 from airflow.executors import workloads  # noqa: E402
 from airflow.models import DagModel, DagRun, TaskInstance  # noqa: E402
@@ -289,7 +292,68 @@ def operator_pod(
         "logical_date": LOGICAL_DATE,
     }
     pod = operator.build_pod_request_obj(context)  # type: ignore[arg-type]
+    KPO_REQUESTS[case_name] = kpo_requests(operator, context, pod)
     return _serialize(pod)
+
+
+# --- what KubernetesPodOperator sends to find and relabel its pod --------------------
+#
+# KPO finds its pod again (to reattach, log its events, delete it) with a label
+# selector built from the labels it sent, and when the task ends it PATCHes the
+# pod with already_checked=True. Both requests are recorded as KPO's own
+# Kubernetes client puts them on the wire, in kpo-requests.yaml beside the pod, so
+# the test suite (without Airflow) can show that the mutated pod is still found
+# and that the relabel passes the webhook untouched.
+
+KPO_REQUESTS: dict[str, dict[str, Any]] = {}
+KPO_REQUESTS_FILE = "kpo-requests.yaml"
+
+
+class _Wire:
+    """Stands in for urllib3's PoolManager under KPO's client: records each request
+    as it would be sent, answers with an empty pod list (GET) or the pod (PATCH)."""
+
+    def __init__(self, pod_body: dict[str, Any]) -> None:
+        self.pod_body = pod_body
+        self.sent: list[dict[str, Any]] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> urllib3.HTTPResponse:
+        query = urllib.parse.urlencode(kwargs.get("fields") or [])
+        parts = urllib.parse.urlsplit(f"{url}?{query}" if query else url)
+        body = kwargs.get("body")
+        self.sent.append(
+            {
+                "method": method,
+                "path": parts.path,
+                "query": dict(urllib.parse.parse_qsl(parts.query)),
+                "contentType": (kwargs.get("headers") or {}).get("Content-Type"),
+                "body": None if body is None else json.loads(body),
+            }
+        )
+        empty = {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}
+        answer = empty if method == "GET" else self.pod_body
+        return urllib3.HTTPResponse(
+            body=json.dumps(answer).encode(),
+            status=200,
+            headers={"Content-Type": "application/json"},
+            preload_content=True,
+        )
+
+
+def kpo_requests(operator: KubernetesPodOperator, context: dict[str, Any], pod: k8s.V1Pod) -> dict:
+    """KPO's find_pod (before it creates the pod) and patch_already_checked (after the task)."""
+    wire = _Wire(_serialize(pod))
+    operator.client.api_client.rest_client.pool_manager = wire
+    if operator.find_pod(pod.metadata.namespace, context) is not None:  # type: ignore[arg-type]
+        raise SystemExit("find_pod found a pod in an empty list")
+    operator.patch_already_checked(pod, reraise=True)
+    if [r["method"] for r in wire.sent] != ["GET", "PATCH"]:
+        raise SystemExit(f"KPO sent {[r['method'] for r in wire.sent]}, expected GET, PATCH")
+    find, relabel = wire.sent
+    return {
+        "findPod": {k: find[k] for k in ("method", "path", "query")},
+        "relabel": {k: relabel[k] for k in ("method", "path", "contentType", "body")},
+    }
 
 
 # --- the cases -----------------------------------------------------------------------
@@ -303,6 +367,7 @@ class Case:
     allowed: bool = True
     message: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    policy: dict[str, Any] | None = None  # the case's own policy (policy.yaml), if any
 
 
 def kex(
@@ -320,7 +385,15 @@ def kex(
 
 
 def kpo(
-    name: str, description: str, /, *, allowed: bool = True, message=(), warnings=(), **kwargs
+    name: str,
+    description: str,
+    /,
+    *,
+    allowed: bool = True,
+    message=(),
+    warnings=(),
+    policy=None,
+    **kwargs,
 ) -> Case:
     kwargs.setdefault("dag_id", "ml_training")
     return Case(
@@ -330,6 +403,7 @@ def kpo(
         allowed,
         list(message),
         list(warnings),
+        policy,
     )
 
 
@@ -355,6 +429,18 @@ PVC_DATA = k8s.V1Volume(
     name="data",
     persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name="shared-data"),
 )
+
+# Labels under the platform's reserved prefix, as a DAG author might set them.
+SPOOFED_LABELS = {
+    "task-pod-webhook/enforced": "false",
+    "task-pod-webhook/tier": "gold",
+    "team": "ml",
+}
+SPOOFED_MESSAGE = [
+    "metadata.labels[task-pod-webhook/enforced]",
+    "metadata.labels[task-pod-webhook/tier]",
+    "reserved for the platform",
+]
 
 CASES: list[Case] = [
     # The provider's example worker templates, no executor_config.
@@ -576,7 +662,7 @@ CASES: list[Case] = [
         "spoofed-platform-labels",
         (
             "pod_override sets the platform's labels (task-pod-webhook/enforced false, "
-            "task-pod-webhook/tier gold): restored/removed, allowed"
+            "task-pod-webhook/tier gold): denied, both labels named (reservedLabels: deny)"
         ),
         task_id="extract_orders",
         executor_config=override(
@@ -584,7 +670,8 @@ CASES: list[Case] = [
                 labels={"task-pod-webhook/enforced": "false", "task-pod-webhook/tier": "gold"}
             )
         ),
-        warnings=["task-pod-webhook/enforced", "task-pod-webhook/tier"],
+        allowed=False,
+        message=SPOOFED_MESSAGE,
     ),
     # Volumes: denied.
     kex(
@@ -754,17 +841,25 @@ CASES: list[Case] = [
         "spoofed-platform-labels",
         (
             "KubernetesPodOperator labels spoof the platform's (task-pod-webhook/enforced false, "
-            "tier "
-            "gold): restored/removed, allowed"
+            "tier gold): denied at once, both labels named (rewritten, they would lose the pod)"
         ),
         task_id="train_model",
         name="train-model",
-        labels={
-            "task-pod-webhook/enforced": "false",
-            "task-pod-webhook/tier": "gold",
-            "team": "ml",
-        },
+        labels=SPOOFED_LABELS,
+        allowed=False,
+        message=SPOOFED_MESSAGE,
+    ),
+    kpo(
+        "spoofed-platform-labels-strip",
+        (
+            "The same labels under reservedLabels: strip: restored/removed with a warning, "
+            "allowed; KubernetesPodOperator's selector no longer finds the pod"
+        ),
+        task_id="train_model",
+        name="train-model",
+        labels=SPOOFED_LABELS,
         warnings=["task-pod-webhook/enforced", "task-pod-webhook/tier"],
+        policy={"labels": {"reservedLabels": "strip"}},
     ),
     kpo(
         "container-resources",
@@ -867,12 +962,14 @@ def _case_document(case: Case) -> dict[str, Any]:
         expect["messageContains"] = case.message
     if case.warnings:
         expect["warningsContain"] = case.warnings
-    return {
+    document: dict[str, Any] = {
         "description": case.description,
         "source": "airflow",
         "namespace": NAMESPACE,
-        "expect": expect,
     }
+    if case.policy is not None:
+        document["policy"] = "policy.yaml"
+    return {**document, "expect": expect}
 
 
 def _check_pins() -> None:
@@ -910,6 +1007,14 @@ def main() -> int:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "pod.yaml").write_text(header + text)
         (folder / "case.yaml").write_text(_dump(_case_document(case)))
+        if case.policy is not None:
+            (folder / "policy.yaml").write_text(_dump(case.policy))
+        if case.name in KPO_REQUESTS:
+            (folder / KPO_REQUESTS_FILE).write_text(
+                "# The requests KubernetesPodOperator's client sends to find its pod and to mark\n"
+                "# it already_checked, as recorded by tools/airflow_fixtures/generate.py.\n"
+                + _dump(KPO_REQUESTS[case.name])
+            )
         print(f"{case.name}: {'allowed' if case.allowed else 'denied'}")
     generated = set(names)
     for folder in sorted(FIXTURES.iterdir()):

@@ -70,16 +70,27 @@ def describe_pod(pod: dict[str, Any], namespace: str) -> str:
     return text
 
 
+GIST_MAX = 200
+
+
 def denial_message(
     pod: dict[str, Any], namespace: str, violations: Iterable[Violation], profile: str = BASE
 ) -> str:
+    """The gist on the first line, then every violation with its field path.
+
+    The first line is what a reader takes in at a glance (in a task log the
+    apiserver's JSON status escapes the rest into one long string)."""
     items = list(violations)
+    gist = items[0].gist if items else "no violations"
+    if len(gist) > GIST_MAX:
+        gist = gist[: GIST_MAX - 3] + "..."
+    more = f"; +{len(items) - 1} more" if len(items) > 1 else ""
     count = f"{len(items)} violation{'s' if len(items) != 1 else ''}"
     lines = "\n".join(f"- {v}" for v in items)
     named = "" if profile == BASE else f" (policy profile {profile})"
     return (
-        f"task-pod-webhook denied {describe_pod(pod, namespace)}: {count} of the task pod "
-        f"policy{named}:\n{lines}"
+        f"task-pod-webhook denied {describe_pod(pod, namespace)}: {gist}{more}\n"
+        f"{count} of the task pod policy{named}:\n{lines}"
     )
 
 
@@ -103,8 +114,8 @@ def _not_enforced(
     wanted = "absent" if value is REMOVE else json.dumps(value)
     return Violation(
         dotted,
-        f"is {json.dumps(current)} but the policy ({rule.id}) requires {wanted} "
-        "(changed after task-pod-webhook mutated the pod?)",
+        f"is {json.dumps(current)} but the policy ({rule.id}) requires {wanted}; "
+        "changed after task-pod-webhook mutated the pod?",
     )
 
 

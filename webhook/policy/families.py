@@ -42,6 +42,9 @@ class LabelsPolicy(StrictModel):
     reserved_prefixes: list[str] = Field(
         default_factory=lambda: ["task-pod-webhook/"], alias="reservedPrefixes"
     )
+    # deny: KubernetesPodOperator finds its pod by the labels it sent, so a
+    # rewritten label would lose the pod; the task fails at once with the reason.
+    reserved_labels: Literal["deny", "strip"] = Field("deny", alias="reservedLabels")
 
     @cached_property
     def reserved(self) -> tuple[str, ...]:

@@ -43,11 +43,25 @@ class Change(NamedTuple):
 
 
 class Violation(NamedTuple):
+    """What a patch can't put right: the place, the problem and the rule.
+
+    ``what`` opens with the problem and, after ``"; "``, gives the detail (what
+    is allowed, what to do). ``subject`` names the item in a word or two
+    ("container base", "volume data") for the short form; without it the
+    field path serves.
+    """
+
     where: str  # field path with the item's name: "spec.volumes[0] (name=data)"
-    what: str  # the problem and the rule: "volume type hostPath is not supported ..."
+    what: str  # "hostPath volumes are not supported for task pods; allowed types: ..."
+    subject: str = ""  # "volume data"
 
     def __str__(self) -> str:
         return f"{self.where}: {self.what}"
+
+    @property
+    def gist(self) -> str:
+        """One short line: the subject and the problem, without the detail."""
+        return f"{self.subject or self.where}: {self.what.split('; ', 1)[0]}"
 
 
 class Outcome(NamedTuple):
@@ -114,6 +128,9 @@ class ContainerRef(NamedTuple):
     def label(self) -> str:
         """How warnings name it: "container base", "init container git-sync"."""
         return f"{_KIND_WORDS[self.kind]} {self.name}"
+
+    def violation(self, what: str) -> Violation:
+        return Violation(self.where, what, self.label)
 
 
 def visit_containers(

@@ -13,7 +13,7 @@ from typing import Literal
 
 from webhook.policy import Action, Policy
 from webhook.rules.base import Check, Facts, Outcome, Pod
-from webhook.rules.labels import check_labels
+from webhook.rules.labels import check_labels, check_labels_on_update
 from webhook.rules.resources import check_resources
 from webhook.rules.security_context import (
     check_ephemeral_host_access,
@@ -47,7 +47,7 @@ CREATE_RULES: tuple[Rule, ...] = (
     Rule("service-accounts", "serviceAccounts", check_service_accounts),
 )
 # An update of a live pod: only labels are mutable, and the update must pass.
-UPDATE_RULES: tuple[Rule, ...] = (LABELS,)
+UPDATE_RULES: tuple[Rule, ...] = (Rule("labels", "labels", check_labels_on_update),)
 # New ephemeral containers (kubectl debug): their security context.
 EPHEMERAL_RULES: tuple[Rule, ...] = (
     Rule("ephemeral-security-context", "securityContext", check_ephemeral_security_context),

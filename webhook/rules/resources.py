@@ -15,8 +15,10 @@ ephemeral-storage), with Kubernetes quantity semantics:
 Fields touched: ``spec.{initContainers,containers}[i].resources.{requests,limits}.<name>``
 and the annotation ``task-pod-webhook/original-resources`` (JSON of the values
 we changed, ``null`` for unset ones). Values written are always the policy's or
-the pod's own spelling. An unparsable quantity, or a pod whose total request
-(as the scheduler counts it) is above ``maxPerPod``, is a violation.
+the pod's own spelling. A value the pod set and we changed is a note (a
+warning); a value merely unset and filled in is not. An unparsable quantity, or
+a pod whose total request (as the scheduler counts it) is above ``maxPerPod``,
+is a violation.
 """
 
 from __future__ import annotations
@@ -134,9 +136,8 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
                     parsed[kind] = None if raw is None else (raw, quantity.parse(raw))
                 except quantity.QuantityError:
                     violations.append(
-                        Violation(
-                            ref.where,
-                            f"resources.{kind}.{name} {json.dumps(raw)} is not a valid quantity",
+                        ref.violation(
+                            f"resources.{kind}.{name} {json.dumps(raw)} is not a valid quantity"
                         )
                     )
             if len(parsed) < 2:
@@ -155,11 +156,11 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
                 edits[kind].append(
                     Change(("spec", ref.kind, ref.position, "resources", kind, name), after[0])
                 )
-                field = f"{label}: resources.{kind}.{name}"
-                if before is None:
-                    notes.append(f"{field} set to {after[0]} ({why})")
-                else:
-                    notes.append(f"{field} {before[0]} changed to {after[0]} ({why})")
+                if before is not None:  # a value merely unset is filled in silently
+                    notes.append(
+                        f"{label}: resources.{kind}.{name} {before[0]} changed to {after[0]} "
+                        f"({why})"
+                    )
                 originals.setdefault(ref.name, {}).setdefault(kind, {})[name] = (
                     None if before is None else before[0]
                 )

@@ -219,24 +219,19 @@ def _host_access_of_containers(
 ) -> None:
     for ref in visit_containers(pod, facts, kinds):
         if _host_process(ref.container.get("securityContext")):
-            out.append(
-                Violation(ref.where, "securityContext.windowsOptions.hostProcess is not allowed")
-            )
+            out.append(ref.violation("securityContext.windowsOptions.hostProcess is not allowed"))
         for where, handler in _handlers(ref.container):
             for action in ("httpGet", "tcpSocket"):
                 host = (handler.get(action) or {}).get("host")
                 if host:
-                    out.append(
-                        Violation(ref.where, f"{where}.{action}.host {host!r} is not allowed")
-                    )
+                    out.append(ref.violation(f"{where}.{action}.host {host!r} is not allowed"))
         for i, port in enumerate(ref.container.get("ports") or ()):
             host_port = port.get("hostPort")
             if host_port:
                 out.append(
-                    Violation(
-                        ref.where,
-                        f"ports[{i}].hostPort {host_port} is not allowed "
-                        "(host ports are not supported for task pods)",
+                    ref.violation(
+                        f"ports[{i}].hostPort {host_port} is not allowed; "
+                        "host ports are not supported for task pods"
                     )
                 )
 

@@ -23,6 +23,7 @@ def check_volumes(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
     found: list[Violation] = []
     for index, volume in enumerate((pod.get("spec") or {}).get("volumes") or ()):
         where = f"spec.volumes[{index}] (name={volume.get('name', '')})"
+        subject = f"volume {volume.get('name', '')}"
         kinds = [key for key, value in volume.items() if key != "name" and value is not None]
         if not kinds:
             kinds = ["emptyDir"]  # the API's default volume source
@@ -31,8 +32,9 @@ def check_volumes(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
                 found.append(
                     Violation(
                         where,
-                        f"volume type {kind} is not supported for task pods; "
-                        f"allowed: {', '.join(rules.allowed)}",
+                        f"{kind} volumes are not supported for task pods; "
+                        f"allowed types: {', '.join(rules.allowed)}",
+                        subject,
                     )
                 )
         projected = volume.get("projected") or {}
@@ -44,7 +46,8 @@ def check_volumes(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
                     Violation(
                         where,
                         f"projected.sources[{s}].serviceAccountToken.audience "
-                        f"{json.dumps(audience)} is not allowed (allowed audiences: {allowed})",
+                        f"{json.dumps(audience)} is not allowed; allowed audiences: {allowed}",
+                        subject,
                     )
                 )
     return Outcome(violations=tuple(found)) if found else EMPTY

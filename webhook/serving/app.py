@@ -234,8 +234,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     metrics = runtime.metrics
     metrics.set_policy(runtime.policies.current.content_hash)
 
+    metrics.ready.set_function(lambda: 1.0 if all(readiness(runtime).values()) else 0.0)
+
     def policy_reloaded(ok: bool) -> None:
         metrics.policy_reloads.labels("success" if ok else "failure").inc()
+        metrics.policy_reload_ok.set(1 if ok else 0)
         if ok:
             metrics.set_policy(runtime.policies.current.content_hash)
 

@@ -48,13 +48,15 @@ class Metrics:
         self.requests = Counter(
             "tpw_admission_requests",
             "Admission reviews answered (profile: a name from the policy, or base).",
-            ["endpoint", "operation", "decision", "profile"],
+            # `webhook`, not `endpoint`: prometheus-operator gives every scraped series an
+            # `endpoint` label (the port name), which would rename ours `exported_endpoint`.
+            ["webhook", "operation", "decision", "profile"],
             registry=r,
         )
         self.latency = Histogram(
             "tpw_admission_duration_seconds",
             "Time to answer an admission review.",
-            ["endpoint"],
+            ["webhook"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -82,6 +84,13 @@ class Metrics:
         self.policy_reloads = Counter(
             "tpw_policy_reloads", "Policy file reloads, by result.", ["result"], registry=r
         )
+        self.policy_reload_ok = Gauge(
+            "tpw_policy_last_reload_successful",
+            "1 unless the last policy reload failed (the old policy then stays in force).",
+            registry=r,
+        )
+        self.policy_reload_ok.set(1)  # the first load succeeded, or the server did not start
+        self.ready = Gauge("tpw_ready", "1 while /readyz answers ready, 0 otherwise.", registry=r)
         self.policy_info = Gauge(
             "tpw_policy_info", "The policy in force (value 1).", ["hash"], registry=r
         )
@@ -131,7 +140,7 @@ class Metrics:
 
     def observe_decision(
         self,
-        endpoint: str,
+        webhook: str,
         operation: str,
         verdict: str,
         duration: float,
@@ -141,8 +150,8 @@ class Metrics:
         profile: str = "base",
     ) -> None:
         """One admission review answered: its counters and its latency."""
-        self._child(self.requests, endpoint, operation, verdict, profile).inc()
-        self._child(self.latency, endpoint).observe(duration)
+        self._child(self.requests, webhook, operation, verdict, profile).inc()
+        self._child(self.latency, webhook).observe(duration)
         for rule in violated:
             self._child(self.violations, rule).inc()
         for rule in mutated:
