@@ -115,7 +115,7 @@ def test_the_profile_is_a_metrics_label_and_in_the_log_line(profile_server: Serv
     profiles = {dict(labels)["profile"] for labels in samples}
     assert profiles <= {"large", "small", "base"}  # names from the policy, never the request
     assert {"large", "base"} <= profiles
-    large = {"endpoint": "mutate", "operation": "CREATE", "decision": "patched", "profile": "large"}
+    large = {"webhook": "mutate", "operation": "CREATE", "decision": "patched", "profile": "large"}
     assert samples[frozenset(large.items())] >= 1
     decisions = [r["decision"] for r in log_records(profile_server) if "decision" in r]
     seen = {(d["namespace"], d["profile"]) for d in decisions}
