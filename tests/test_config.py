@@ -45,6 +45,14 @@ serviceAccounts:
   lookup: false
   identities: {awsAccounts: [], gcpProjects: [], azureClientIds: []}
   onLookupError: deny
+placement:
+  action: enforce
+  nodeSelector: {}
+  tolerations: []
+  allowedTolerationKeys: []
+  priorityClassName: ""
+  runtimeClassName: ""
+  automountServiceAccountToken: null
 """
 
 

@@ -1,7 +1,9 @@
 """Pods generated with hypothesis: every admitted pod is hardened, and mutation converges.
 
 For any task pod a user could write (security contexts, capabilities,
-resources in many spellings, volumes, sysctls, probes...), the webhook either
+resources in many spellings, volumes, sysctls, node selectors, tolerations,
+node affinity, classes, the mounted token...), under the default policy and one
+using every placement setting, the webhook either
 denies it or patches it into a pod that (1) the Kubernetes schema accepts,
 (2) passes the Pod Security Standards restricted level, (3) yields no patch
 when reviewed again (idempotence) and (4) passes /validate.
@@ -14,8 +16,9 @@ import kubernetes_validate
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.podkit import TASK_LABELS, run
+from tests.podkit import TASK_LABELS, policy, run
 from tests.pss_restricted import check_restricted
+from webhook.policy import default_policy
 
 maybe = st.none() | st.just(True) | st.just(False)
 user = st.none() | st.sampled_from([0, 1, 1000, 50000])
@@ -133,6 +136,80 @@ volumes = st.lists(
     unique_by=lambda v: v["name"],
 )
 
+node_selector = st.none() | st.dictionaries(
+    st.sampled_from(["pool.example.com/role", "zone", "sandbox"]),
+    st.sampled_from(["tasks", "gpu", "a", ""]),
+    max_size=3,
+)
+toleration = st.sampled_from(
+    [
+        {"operator": "Exists"},
+        {"key": "dedicated", "operator": "Equal", "value": "tasks", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "tasks", "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"},
+        {
+            "key": "node.kubernetes.io/not-ready",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 300,
+        },
+    ]
+)
+node_requirement = st.builds(
+    lambda key, operator, values: _drop_none(
+        {
+            "key": key,
+            "operator": operator,
+            "values": values if operator not in ("Exists", "DoesNotExist") else None,
+        }
+    ),
+    st.sampled_from(["pool.example.com/role", "zone", "cores"]),
+    st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]),
+    st.lists(st.sampled_from(["tasks", "gpu", "a"]), min_size=1, max_size=2, unique=True),
+)
+node_affinity = st.none() | st.lists(
+    st.lists(node_requirement, min_size=1, max_size=2).map(lambda e: {"matchExpressions": e}),
+    min_size=1,
+    max_size=2,
+).map(
+    lambda terms: {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
+        }
+    }
+)
+TOKEN_VOLUME = {
+    "name": "kube-api-access-x7k2p",
+    "projected": {
+        "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]
+    },
+}
+TOKEN_MOUNT = {
+    "name": "kube-api-access-x7k2p",
+    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+}
+
+
+def _placement(draw, spec):
+    """The fields the placement family reads, each drawn or left out."""
+    for field, strategy in (
+        ("nodeSelector", node_selector),
+        ("tolerations", st.none() | st.lists(toleration, max_size=3, unique_by=str)),
+        ("affinity", node_affinity),
+        ("nodeName", st.none() | st.none() | st.just("node-1")),
+        ("priorityClassName", st.none() | st.sampled_from(["", "high", "airflow-tasks"])),
+        ("runtimeClassName", st.none() | st.sampled_from(["runc", "gvisor"])),
+        ("automountServiceAccountToken", maybe),
+    ):
+        value = draw(strategy)
+        if value is not None:
+            spec[field] = value
+    if draw(st.booleans()):  # the token the ServiceAccount plugin mounts before webhooks run
+        spec["volumes"] = [*spec.get("volumes", []), TOKEN_VOLUME]
+        for c in spec["containers"]:
+            c["volumeMounts"] = [TOKEN_MOUNT]
+
 
 @st.composite
 def task_pods(draw):
@@ -154,6 +231,7 @@ def task_pods(draw):
         spec["serviceAccountName"] = account
     if draw(st.booleans()):
         spec["hostNetwork"] = draw(st.booleans())
+    _placement(draw, spec)
     labels = dict(TASK_LABELS)
     if draw(st.booleans()):
         labels["task-pod-webhook/enforced"] = draw(st.sampled_from(["true", "false"]))
@@ -166,12 +244,28 @@ def task_pods(draw):
 
 
 SCHEMA = kubernetes_validate.latest_version()
+# The default policy, and one that uses every placement setting.
+POLICIES = [
+    default_policy(),
+    policy(
+        placement={
+            "nodeSelector": {"pool.example.com/role": "tasks", "sandbox": "gvisor"},
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "tasks", "effect": "NoSchedule"}
+            ],
+            "allowedTolerationKeys": ["dedicated"],
+            "priorityClassName": "airflow-tasks",
+            "runtimeClassName": "gvisor",
+            "automountServiceAccountToken": False,
+        }
+    ),
+]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(task_pods())
-def test_admitted_pods_are_restricted_valid_and_converge(pod):
-    decision = run(pod)
+@given(task_pods(), st.sampled_from(POLICIES))
+def test_admitted_pods_are_restricted_valid_and_converge(pod, pol):
+    decision = run(pod, pol)
     response = decision.response
     event("denied" if not response["allowed"] else "admitted")
     if not response["allowed"]:
@@ -182,6 +276,6 @@ def test_admitted_pods_are_restricted_valid_and_converge(pod):
     assert check_restricted(mutated) == []
     kubernetes_validate.validate(mutated, SCHEMA, strict=True)
     assert mutated["metadata"]["labels"]["task-pod-webhook/enforced"] == "true"
-    again = run(mutated)
+    again = run(mutated, pol)
     assert again.patch == []
-    assert run(mutated, endpoint="validate").response["allowed"] is True
+    assert run(mutated, pol, endpoint="validate").response["allowed"] is True

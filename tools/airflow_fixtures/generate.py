@@ -367,7 +367,8 @@ class Case:
     allowed: bool = True
     message: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    policy: dict[str, Any] | None = None  # the case's own policy (policy.yaml), if any
+    # the case's own policy (policy.yaml): a document, or its text as written; None: the default
+    policy: dict[str, Any] | str | None = None
 
 
 def kex(
@@ -935,6 +936,128 @@ CASES: list[Case] = [
 ]
 
 
+# --- placement (SPEC §16) ---------------------------------------------------------------
+# Cases under a platform policy that uses the placement family; each writes the policy
+# into its folder as policy.yaml.
+
+PLACEMENT_POLICY = """\
+# A platform that runs task pods on a dedicated, tainted node pool in a sandboxed runtime.
+placement:
+  nodeSelector: {pool.example.com/role: tasks}
+  tolerations:
+    - {key: pool.example.com/role, operator: Equal, value: tasks, effect: NoSchedule}
+  allowedTolerationKeys: [nvidia.com/gpu]
+  priorityClassName: airflow-tasks
+  runtimeClassName: gvisor
+  automountServiceAccountToken: false
+"""
+
+
+def placement(
+    name: str, description: str, /, *, allowed: bool = True, message=(), warnings=(), **kwargs
+) -> Case:
+    """A ``placement-kex-*`` or ``placement-kpo-*`` case under PLACEMENT_POLICY."""
+    make = kex if name.startswith("kex-") else kpo
+    case = make(
+        name[4:], description, allowed=allowed, message=message, warnings=warnings, **kwargs
+    )
+    case.name = f"placement-{name}"
+    case.policy = PLACEMENT_POLICY
+    return case
+
+
+def _required_pool(*values: str) -> k8s.V1Affinity:
+    """Required node affinity: a node whose pool label is one of ``values``."""
+    return k8s.V1Affinity(
+        node_affinity=k8s.V1NodeAffinity(
+            required_during_scheduling_ignored_during_execution=k8s.V1NodeSelector(
+                node_selector_terms=[
+                    k8s.V1NodeSelectorTerm(
+                        match_expressions=[
+                            k8s.V1NodeSelectorRequirement(
+                                key="pool.example.com/role", operator="In", values=list(values)
+                            )
+                        ]
+                    )
+                ]
+            )
+        )
+    )
+
+
+GPU_TOLERATION = k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+
+PLACEMENT_CASES: list[Case] = [
+    placement(
+        "kpo-scheduling",
+        (
+            "KubernetesPodOperator with the DAG author's node_selector, a GPU toleration and a "
+            "required node affinity that the platform's pool satisfies: the pool label "
+            "overridden, the platform's toleration, classes and token setting added, allowed"
+        ),
+        task_id="train_model",
+        name="train-model",
+        node_selector={"pool.example.com/role": "gpu", "topology.kubernetes.io/zone": "a"},
+        tolerations=[GPU_TOLERATION],
+        affinity=_required_pool("gpu", "tasks"),
+        warnings=["nodeSelector pool.example.com/role=gpu overridden to tasks"],
+    ),
+    placement(
+        "kpo-affinity-conflict",
+        (
+            "KubernetesPodOperator whose required node affinity asks for the gpu pool only, "
+            "where the platform pins task pods to its own: no node could take it, denied"
+        ),
+        task_id="train_model",
+        name="train-model",
+        affinity=_required_pool("gpu"),
+        allowed=False,
+        message=[
+            "nodeSelectorTerms[0].matchExpressions[0]",
+            "pool.example.com/role In",
+            "pool.example.com/role=tasks",
+        ],
+    ),
+    placement(
+        "kpo-control-plane-toleration",
+        (
+            "KubernetesPodOperator tolerating the control-plane taint, a key the platform does "
+            "not allow: denied"
+        ),
+        task_id="train_model",
+        name="train-model",
+        tolerations=[
+            k8s.V1Toleration(key="node-role.kubernetes.io/control-plane", operator="Exists")
+        ],
+        allowed=False,
+        message=["spec.tolerations[0]", "node-role.kubernetes.io/control-plane"],
+    ),
+    placement(
+        "kex-node-name",
+        "KubernetesExecutor pod_override pins the worker to a node with nodeName: denied",
+        task_id="extract_orders",
+        executor_config=override(node_name="ip-10-0-3-17.ec2.internal"),
+        allowed=False,
+        message=["spec.nodeName", "ip-10-0-3-17.ec2.internal"],
+    ),
+    placement(
+        "kex-priority-class",
+        (
+            "KubernetesExecutor pod_override picks priority class high-priority and asks for "
+            "the service account token: both overridden (airflow-tasks, no token), allowed"
+        ),
+        task_id="extract_orders",
+        executor_config=override(
+            priority_class_name="high-priority", automount_service_account_token=True
+        ),
+        warnings=[
+            "priorityClassName high-priority overridden to airflow-tasks",
+            "automountServiceAccountToken true overridden to false",
+        ],
+    ),
+]
+
+
 # --- writing ------------------------------------------------------------------------
 
 
@@ -995,10 +1118,11 @@ def main() -> int:
         f"and\n"
         f"# apache-airflow-providers-cncf-kubernetes {PROVIDER_VERSION}. Do not edit: regenerate.\n"
     )
-    names = [case.name for case in CASES]
+    cases = [*CASES, *PLACEMENT_CASES]
+    names = [case.name for case in cases]
     if len(set(names)) != len(names):
         raise SystemExit("duplicate case names")
-    for case in CASES:
+    for case in cases:
         pod = case.build(case.name)
         text = _dump(pod)
         if str(_WORK) in text:
@@ -1008,7 +1132,8 @@ def main() -> int:
         (folder / "pod.yaml").write_text(header + text)
         (folder / "case.yaml").write_text(_dump(_case_document(case)))
         if case.policy is not None:
-            (folder / "policy.yaml").write_text(_dump(case.policy))
+            policy = case.policy if isinstance(case.policy, str) else _dump(case.policy)
+            (folder / "policy.yaml").write_text(policy)
         if case.name in KPO_REQUESTS:
             (folder / KPO_REQUESTS_FILE).write_text(
                 "# The requests KubernetesPodOperator's client sends to find its pod and to mark\n"
@@ -1020,11 +1145,11 @@ def main() -> int:
     for folder in sorted(FIXTURES.iterdir()):
         if (
             folder.is_dir()
-            and folder.name.startswith(("kex-", "kpo-"))
+            and folder.name.startswith(("kex-", "kpo-", "placement-"))
             and folder.name not in generated
         ):
             print(f"warning: {folder.name} is not generated any more; remove it by hand")
-    print(f"{len(CASES)} cases from apache-airflow {AIRFLOW_VERSION}, provider {PROVIDER_VERSION}")
+    print(f"{len(cases)} cases from apache-airflow {AIRFLOW_VERSION}, provider {PROVIDER_VERSION}")
     return 0
 
 

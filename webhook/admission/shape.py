@@ -71,7 +71,32 @@ _CONTAINER = Obj(
         "securityContext": _CONTAINER_SECURITY,
         "resources": Obj({"requests": MapOf(QUANTITY), "limits": MapOf(QUANTITY)}),
         "ports": ListOf(Obj({"hostPort": INT, "containerPort": INT})),
+        "volumeMounts": ListOf(Obj({"name": STR})),
     }
+)
+_NODE_REQUIREMENT = ListOf(Obj({"key": STR, "operator": STR, "values": ListOf(STR)}))
+_AFFINITY = Obj(
+    {
+        "nodeAffinity": Obj(
+            {
+                "requiredDuringSchedulingIgnoredDuringExecution": Obj(
+                    {
+                        "nodeSelectorTerms": ListOf(
+                            Obj(
+                                {
+                                    "matchExpressions": _NODE_REQUIREMENT,
+                                    "matchFields": _NODE_REQUIREMENT,
+                                }
+                            )
+                        )
+                    }
+                )
+            }
+        )
+    }
+)
+_TOLERATION = Obj(
+    {"key": STR, "operator": STR, "value": STR, "effect": STR, "tolerationSeconds": INT}
 )
 _VOLUME = Obj(
     {
@@ -102,6 +127,13 @@ POD_SCHEMA = Obj(
                 "hostNetwork": BOOL,
                 "hostPID": BOOL,
                 "hostIPC": BOOL,
+                "nodeName": STR,
+                "nodeSelector": MapOf(STR),
+                "tolerations": ListOf(_TOLERATION),
+                "affinity": _AFFINITY,
+                "priorityClassName": STR,
+                "runtimeClassName": STR,
+                "automountServiceAccountToken": BOOL,
             }
         ),
     }

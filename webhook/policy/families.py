@@ -28,7 +28,12 @@ from webhook.policy.fields import (
     StrictModel,
     quantities_default,
 )
-from webhook.policy.syntax import compile_globs
+from webhook.policy.syntax import (
+    DNS_SUBDOMAIN,
+    compile_globs,
+    label_key_error,
+    label_value_error,
+)
 
 # --- rule families (§4) ----------------------------------------------------
 
@@ -221,3 +226,146 @@ class ServiceAccountsPolicy(StrictModel):
     @cached_property
     def allowed_pattern(self) -> re.Pattern[str]:
         return compile_globs(self.allowed)
+
+
+# --- placement (§16) ---------------------------------------------------------
+
+TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
+# What the apiserver's DefaultTolerationSeconds plugin adds to every pod before any
+# webhook sees it: always allowed, whatever allowedTolerationKeys says.
+APISERVER_TOLERATION_KEYS = frozenset(
+    {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+)
+# The Priority plugin admits system-* classes only in kube-system: a task pod could never use one.
+_SYSTEM_PRIORITY_PREFIX = "system-"
+
+
+class TolerationKey(NamedTuple):
+    """A toleration as Kubernetes compares them: every field, defaults filled in."""
+
+    key: str
+    operator: str
+    value: str
+    effect: str
+    seconds: int | None
+
+
+def toleration_identity(toleration: Mapping[str, object]) -> TolerationKey:
+    """``toleration`` (a pod's, shape-checked) with the API's defaults filled in."""
+    seconds = toleration.get("tolerationSeconds")
+    return TolerationKey(
+        str(toleration.get("key") or ""),
+        str(toleration.get("operator") or "Equal"),
+        str(toleration.get("value") or ""),
+        str(toleration.get("effect") or ""),
+        seconds if isinstance(seconds, int) else None,
+    )
+
+
+class Toleration(StrictModel):
+    key: str = ""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str = ""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds")
+
+    @model_validator(mode="after")
+    def _valid_toleration(self) -> Toleration:
+        # The apiserver's own validation of a pod's toleration (ValidateTolerations).
+        problems = []
+        if self.key and (error := label_key_error(self.key)):
+            problems.append(error)
+        if not self.key and self.operator != "Exists":
+            problems.append("an empty key needs operator Exists (it then tolerates every taint)")
+        if self.operator == "Exists" and self.value:
+            problems.append("value must be empty when operator is Exists")
+        if self.operator == "Equal" and (error := label_value_error(self.value)):
+            problems.append(error)
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            problems.append("tolerationSeconds needs effect NoExecute")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @cached_property
+    def identity(self) -> TolerationKey:
+        return TolerationKey(
+            self.key, self.operator, self.value, self.effect, self.toleration_seconds
+        )
+
+    @cached_property
+    def in_pod(self) -> dict[str, object]:
+        """The toleration as it is written into a pod (fields at their default left out)."""
+        written: dict[str, object] = {}
+        if self.key:
+            written["key"] = self.key
+        written["operator"] = self.operator
+        if self.value:
+            written["value"] = self.value
+        if self.effect:
+            written["effect"] = self.effect
+        if self.toleration_seconds is not None:
+            written["tolerationSeconds"] = self.toleration_seconds
+        return written
+
+
+def _class_name_error(field: str, name: str) -> str | None:
+    if not name:
+        return None
+    if len(name) > 253 or not DNS_SUBDOMAIN.fullmatch(name):
+        return f"{field}: {name!r} is not a valid object name (DNS subdomain)"
+    return None
+
+
+class PlacementPolicy(StrictModel):
+    action: Action = "enforce"
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict, alias="nodeSelector")
+    tolerations: list[Toleration] = Field(default_factory=list)
+    # Empty: no restriction (so the default changes nothing). Non-empty: these keys, the
+    # keys of ``tolerations`` and the apiserver's own are allowed; "" allows the
+    # empty-key toleration that tolerates every taint.
+    allowed_toleration_keys: list[str] = Field(default_factory=list, alias="allowedTolerationKeys")
+    priority_class_name: str = Field(default="", alias="priorityClassName")
+    runtime_class_name: str = Field(default="", alias="runtimeClassName")
+    automount_service_account_token: bool | None = Field(
+        default=None, alias="automountServiceAccountToken"
+    )
+
+    @model_validator(mode="after")
+    def _valid_names(self) -> PlacementPolicy:
+        problems = [
+            f"allowedTolerationKeys: {error}"
+            for key in self.allowed_toleration_keys
+            if key and (error := label_key_error(key))
+        ]
+        for field, name in (
+            ("priorityClassName", self.priority_class_name),
+            ("runtimeClassName", self.runtime_class_name),
+        ):
+            if error := _class_name_error(field, name):
+                problems.append(error)
+        if self.priority_class_name.startswith(_SYSTEM_PRIORITY_PREFIX):
+            problems.append(
+                f"priorityClassName: {self.priority_class_name!r} is a system priority class, "
+                "admitted only in kube-system (every task pod would be refused)"
+            )
+        seen: set[TolerationKey] = set()
+        for index, toleration in enumerate(self.tolerations):
+            if toleration.identity in seen:
+                problems.append(f"tolerations[{index}]: a duplicate of an earlier toleration")
+            seen.add(toleration.identity)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @cached_property
+    def allowed_keys(self) -> frozenset[str] | None:
+        """Toleration keys a pod may use, or None when any key is allowed."""
+        if not self.allowed_toleration_keys:
+            return None
+        return frozenset(
+            (
+                *self.allowed_toleration_keys,
+                *(t.key for t in self.tolerations),
+            )
+        )

@@ -17,6 +17,7 @@ from pydantic import (
 
 from webhook.policy.families import (
     LabelsPolicy,
+    PlacementPolicy,
     ResourcesPolicy,
     SecurityContextPolicy,
     ServiceAccountsPolicy,
@@ -49,6 +50,7 @@ class Policy(StrictModel):
     service_accounts: ServiceAccountsPolicy = Field(
         default_factory=ServiceAccountsPolicy, alias="serviceAccounts"
     )
+    placement: PlacementPolicy = Field(default_factory=PlacementPolicy)
 
     # Set by the loader (``policy.profiles``), in file order; never by the document itself.
     _profiles: tuple[Profile, ...] = PrivateAttr(default=())
@@ -101,6 +103,7 @@ class Policy(StrictModel):
             "securityContext": self.security_context.action,
             "volumes": self.volumes.action,
             "serviceAccounts": self.service_accounts.action,
+            "placement": self.placement.action,
         }
 
     def warm(self) -> Policy:
@@ -120,6 +123,9 @@ class Policy(StrictModel):
             self.service_accounts.identities.aws,
             self.service_accounts.identities.gcp,
             self.service_accounts.identities.azure,
+            self.placement.allowed_keys,
+            *(t.identity for t in self.placement.tolerations),
+            *(t.in_pod for t in self.placement.tolerations),
         )
         return self
 

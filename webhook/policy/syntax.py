@@ -11,9 +11,7 @@ import fnmatch
 import re
 
 _NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(
-    r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
-)
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
 
 
 def label_key_error(key: str) -> str | None:
@@ -22,7 +20,7 @@ def label_key_error(key: str) -> str | None:
     if slash:
         if not prefix:
             return f"label key {key!r}: prefix part must be non-empty"
-        if len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix):
+        if len(prefix) > 253 or not DNS_SUBDOMAIN.fullmatch(prefix):
             return f"label key {key!r}: prefix must be a DNS subdomain of at most 253 characters"
     if not name:
         return f"label key {key!r}: name part must be non-empty"

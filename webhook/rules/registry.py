@@ -14,6 +14,7 @@ from typing import Literal
 from webhook.policy import Action, Policy
 from webhook.rules.base import Check, Facts, Outcome, Pod
 from webhook.rules.labels import check_labels, check_labels_on_update
+from webhook.rules.placement import check_placement
 from webhook.rules.resources import check_resources
 from webhook.rules.security_context import (
     check_ephemeral_host_access,
@@ -24,7 +25,9 @@ from webhook.rules.security_context import (
 from webhook.rules.service_accounts import check_service_accounts
 from webhook.rules.volumes import check_volumes
 
-Family = Literal["labels", "resources", "securityContext", "volumes", "serviceAccounts"]
+Family = Literal[
+    "labels", "resources", "securityContext", "volumes", "serviceAccounts", "placement"
+]
 MODE_LABEL = "task-pod-webhook/mode"
 
 
@@ -45,6 +48,7 @@ CREATE_RULES: tuple[Rule, ...] = (
     Rule("host-access", "securityContext", check_host_access),
     Rule("volumes", "volumes", check_volumes),
     Rule("service-accounts", "serviceAccounts", check_service_accounts),
+    Rule("placement", "placement", check_placement),
 )
 # An update of a live pod: only labels are mutable, and the update must pass.
 UPDATE_RULES: tuple[Rule, ...] = (Rule("labels", "labels", check_labels_on_update),)
