@@ -291,3 +291,23 @@ def test_selection_is_memoized_by_label_content_and_bounded(
         select_profile(policy, {"n": str(index)})
         assert len(policy.profile_selections) <= 3
     assert _load(TWO).profile_selections == {}  # one memo per load
+
+
+def test_a_family_added_to_the_model_merges_without_a_list_to_extend() -> None:
+    # placement (SPEC §16) came after profiles: FAMILY_SECTIONS is derived from Policy
+    assert "placement" in FAMILY_SECTIONS
+    policy = _load(
+        """
+placement: {nodeSelector: {pool: tasks}, priorityClassName: batch}
+profiles:
+  - name: gpu
+    namespaceSelector: {matchLabels: {gpu: "yes"}}
+    placement: {nodeSelector: {accelerator: a100}}
+"""
+    )
+    (gpu,) = policy.profiles
+    assert gpu.policy.placement.node_selector == {"pool": "tasks", "accelerator": "a100"}
+    assert gpu.policy.placement.priority_class_name == "batch"
+    assert _errors("profiles: [{name: a, namespaceSelector: {}, placement: {bogus: 1}}]") == [
+        "profiles[0].placement.bogus: unknown field"
+    ]
