@@ -282,6 +282,35 @@ def updated_labels(live: dict[str, Any]) -> dict[str, Any]:
     return new
 
 
+TENANT_LABEL = "tenants.example/name"
+
+
+def profiles_policy(count: int) -> dict[str, Any]:
+    """A policy document with ``count`` profiles (SPEC §12), one per tenant namespace,
+    each with its own bounds and worker account, as a platform of ``count`` Airflow
+    deployments would write it. ``tenant_labels(count - 1)`` selects the last one:
+    the worst case, every selector evaluated."""
+    return {
+        "profiles": [
+            {
+                "name": f"tenant-{index:02d}",
+                "namespaceSelector": {"matchLabels": {TENANT_LABEL: f"tenant-{index:02d}"}},
+                "resources": {
+                    "max": {"cpu": str(8 + index), "memory": f"{32 + index}Gi"},
+                    "maxPerPod": {"cpu": str(8 + index), "memory": f"{32 + index}Gi"},
+                },
+                "serviceAccounts": {"allowed": [f"tenant-{index:02d}-worker", "airflow-worker"]},
+            }
+            for index in range(count)
+        ]
+    }
+
+
+def tenant_labels(index: int) -> dict[str, str]:
+    """The labels of the tenant namespace of profile ``index``, as the cache holds them."""
+    return {"kubernetes.io/metadata.name": NAMESPACE, TENANT_LABEL: f"tenant-{index:02d}"}
+
+
 def build() -> dict[str, dict[str, Any]]:
     pod = fixture_pod()
     one = admitted_pod(pod)

@@ -43,6 +43,7 @@ import asyncio
 import base64
 import copy
 import json
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,6 +329,51 @@ class FakeApiServer:
         obj["metadata"]["resourceVersion"] = str(self.revision)
         store[obj["metadata"]["name"]] = obj
         return obj
+
+
+class ThreadedApi:
+    """The stand-in API on its own loop, so the tests can block on HTTPS calls."""
+
+    def __init__(self, fake: FakeApiServer) -> None:
+        self.fake = fake
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        # Open watch streams would hold a graceful shutdown for a minute.
+        self.runner = web.AppRunner(fake.app, shutdown_timeout=0.5)
+        self.stopped = False
+        self._call(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self._call(site.start())
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def put(self, plural: str, obj: Obj) -> None:
+        """``fake.put`` on the API's own loop (its watch queues are not thread-safe)."""
+
+        async def put() -> None:
+            self.fake.put(plural, obj)
+
+        self._call(put())
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self._call(self.runner.cleanup())
+        self._call(_cancel_the_rest())  # watch handlers still waiting on their queues
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+async def _cancel_the_rest() -> None:
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:

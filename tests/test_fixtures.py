@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import FIXTURES, ROOT, Server, start_server
+from tests.fake_apiserver import FakeApiServer, ThreadedApi, write_kubeconfig
 from tests.pss_restricted import check_restricted
 from webhook import offline
 from webhook.policy import load_policy
@@ -87,15 +89,53 @@ def test_fixture_expectations(case_dir: Path):
     assert result.passed, "\n".join(result.problems)
 
 
-def _server_for(
-    case_dir: Path, server: Server, policy_servers: dict[Path, Server], tmp: Path
-) -> Server:
+def _policy_path(case_dir: Path) -> Path | None:
     policy = _case(case_dir).get("policy")
-    if not policy:
+    return (case_dir / policy).resolve() if policy else None
+
+
+def _namespace_labels(case_dir: Path) -> dict[str, str] | None:
+    labels = _case(case_dir).get("namespaceLabels")
+    return labels if isinstance(labels, dict) else None
+
+
+@pytest.fixture(scope="module")
+def fixture_api() -> Iterator[ThreadedApi]:
+    """The stand-in API holding the namespace (and labels) of every case that sets them,
+    for the servers of policies with profiles (they select by namespace labels)."""
+    fake = FakeApiServer()
+    seen: dict[str, dict[str, str]] = {}
+    for case_dir in CASES:
+        labels = _namespace_labels(case_dir)
+        if labels is None:
+            continue
+        namespace = _case(case_dir)["namespace"]
+        assert seen.setdefault(namespace, labels) == labels, f"{namespace}: two label sets"
+        fake.put("namespaces", {"metadata": {"name": namespace, "labels": labels}})
+    running = ThreadedApi(fake)
+    yield running
+    running.stop()
+
+
+def _server_for(
+    case_dir: Path,
+    server: Server,
+    policy_servers: dict[Path, Server],
+    tmp: Path,
+    api: ThreadedApi,
+) -> Server:
+    path = _policy_path(case_dir)
+    if path is None:
         return server
-    path = case_dir / policy
     if path not in policy_servers:
-        policy_servers[path] = start_server(tmp / case_dir.name, "--policy", str(path))
+        workdir = tmp / f"{path.parent.name}-{path.stem}"
+        if load_policy(path).profiles:
+            kubeconfig = write_kubeconfig(tmp / f"{path.stem}.kubeconfig", api.url)
+            policy_servers[path] = start_server(
+                workdir, "--policy", str(path), "--kubeconfig", str(kubeconfig), kube=True
+            )
+        else:
+            policy_servers[path] = start_server(workdir, "--policy", str(path))
     return policy_servers[path]
 
 
@@ -106,26 +146,29 @@ def _without_uid(response: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_server_and_review_command_agree_on_every_fixture(
-    server: Server, policy_servers: dict[Path, Server], tmp_path: Path
+    server: Server, policy_servers: dict[Path, Server], tmp_path: Path, fixture_api: ThreadedApi
 ):
-    # One `review` subprocess per (policy, namespace) group, every input at once.
-    groups: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    # One `review` subprocess per (policy, namespace, labels) group, every input at once.
+    groups: dict[tuple[str, str, str | None], list[Path]] = defaultdict(list)
     for case_dir in CASES:
-        case = _case(case_dir)
+        labels = _namespace_labels(case_dir)
         groups[
             (
-                str(case_dir / case["policy"]) if case.get("policy") else "",
-                case.get("namespace") or "",
+                str(_policy_path(case_dir) or ""),
+                _case(case_dir).get("namespace") or "",
+                None if labels is None else ",".join(f"{k}={v}" for k, v in labels.items()),
             )
         ].append(case_dir)
     checked = 0
-    for (policy, namespace), case_dirs in groups.items():
+    for (policy, namespace, labels), case_dirs in groups.items():
         files = [str(case_dir / _input(case_dir)[0]) for case_dir in case_dirs]
         command = [sys.executable, "-m", "webhook", "review", "--output", "review", *files]
         if policy:
             command += ["--policy", policy]
         if namespace:
             command += ["--namespace", namespace]
+        if labels is not None:
+            command += ["--namespace-labels", labels]
         done = subprocess.run(
             command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
         )
@@ -141,7 +184,9 @@ def test_server_and_review_command_agree_on_every_fixture(
         assert len(answers) == len(case_dirs)
         for case_dir, from_cli in zip(case_dirs, answers, strict=True):
             body = _review_body(case_dir)
-            from_server = _server_for(case_dir, server, policy_servers, tmp_path).review(body)
+            from_server = _server_for(
+                case_dir, server, policy_servers, tmp_path, fixture_api
+            ).review(body)
             assert from_server["response"]["uid"] == body["request"]["uid"]
             assert _without_uid(from_server) == _without_uid(from_cli), case_dir.name
             assert from_server["apiVersion"] == body["apiVersion"]
@@ -156,7 +201,7 @@ def _mutated(case_dir: Path) -> tuple[Any, Any, offline.Decision, Any]:
     policy = load_policy(case_dir / case["policy"] if case.get("policy") else None)
     _, document = _input(case_dir)
     request = offline.request_for(document, case.get("namespace"), "u", case_dir.name)
-    decision = offline.decide(request, policy, offline.Facts(namespace=request.namespace))
+    decision = offline.decide(request, policy, offline.case_facts(case, request.namespace))
     original = copy.deepcopy(request.object)
     mutated = jsonpatch.JsonPatch(decision.patch).apply(request.object, in_place=False)
     return original, mutated, decision, request

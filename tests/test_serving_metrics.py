@@ -60,10 +60,17 @@ def test_metrics_count_exactly_what_was_answered(tmp_path: Path) -> None:
     assert stopped == 0, server.log()
 
     assert series(fresh, "tpw_admission_requests_total") == {}
+    base = ("profile", "base")  # the policy has no profiles (tests/test_serving_profiles.py)
     assert series(samples, "tpw_admission_requests_total") == {
-        frozenset({("webhook", "mutate"), ("operation", "CREATE"), ("decision", "patched")}): 3.0,
-        frozenset({("webhook", "mutate"), ("operation", "CREATE"), ("decision", "denied")}): 2.0,
-        frozenset({("webhook", "validate"), ("operation", "CREATE"), ("decision", "allowed")}): 1.0,
+        frozenset(
+            {("webhook", "mutate"), ("operation", "CREATE"), ("decision", "patched"), base}
+        ): 3.0,
+        frozenset(
+            {("webhook", "mutate"), ("operation", "CREATE"), ("decision", "denied"), base}
+        ): 2.0,
+        frozenset(
+            {("webhook", "validate"), ("operation", "CREATE"), ("decision", "allowed"), base}
+        ): 1.0,
     }
     assert series(samples, "tpw_violations_total") == {frozenset({("rule", "volumes")}): 2.0}
     assert series(samples, "tpw_mutations_total") == {

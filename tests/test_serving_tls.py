@@ -225,6 +225,7 @@ def test_mtls_serves_only_clients_with_a_certificate_from_the_client_ca(tmp_path
             webhook="mutate",
             operation="CREATE",
             decision="patched",
+            profile="base",
         )
         == 2
     )

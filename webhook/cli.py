@@ -21,6 +21,7 @@ from webhook import __version__
 from webhook.flags import EXIT_USAGE
 from webhook.flags import Parser as _Parser
 from webhook.flags import flag as _flag
+from webhook.flags import label_map as _label_map
 from webhook.flags import opt as _opt
 from webhook.flags import port as _port
 from webhook.flags import positive_int as _positive_int
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(
         review, "--output", "pod", choices=("pod", "patch", "review", "junit"), help="what to print"
     )
+    _opt(
+        review,
+        "--namespace-labels",
+        None,
+        _label_map,
+        help="the namespace's labels, k=v,... (selects the policy profile; default: unknown)",
+    )
 
     test = sub.add_parser("test", help="run manifest test fixtures")
     test.add_argument("dir", type=Path, metavar="DIR")
@@ -97,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, parser_class=_Parser)
     check = policy_sub.add_parser("check", help="validate FILE and print the effective policy")
     check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument("--profile", metavar="NAME", help="print this profile's effective policy")
     policy_sub.add_parser("default", help="print the embedded default policy")
     _add_audit(sub)
     return parser
@@ -138,6 +147,20 @@ def cmd_policy(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         return EXIT_USAGE
+    if args.profile is not None:
+        from webhook.policy.profiles import find_profile
+
+        profile = find_profile(policy, args.profile)
+        if profile is None:
+            names = ", ".join(p.name for p in policy.profiles) or "none"
+            print(
+                f"error: {args.file}: no profile named {args.profile!r} (profiles: {names})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(f"# {args.file}: valid (hash {policy.content_hash}); profile {profile.name}:")
+        sys.stdout.write(dump_policy(profile.policy))
+        return EXIT_OK
     print(f"# {args.file}: valid (hash {policy.content_hash}); effective policy:")
     sys.stdout.write(dump_policy(policy))
     return EXIT_OK
@@ -163,6 +186,12 @@ def cmd_review(args: argparse.Namespace) -> int:
     policy = _load_policy_or_exit(args.policy)
     if policy.service_accounts.lookup:
         print("note: offline review: service account lookups are skipped", file=sys.stderr)
+    if policy.profiles and args.namespace_labels is None:
+        print(
+            "note: the policy has profiles but no --namespace-labels were given: the "
+            "namespace's labels are unknown, serviceAccounts.onLookupError decides",
+            file=sys.stderr,
+        )
     outputs: list[str] = []
     cases: list[offline.JUnitCase] = []
     worst = EXIT_OK
@@ -195,7 +224,8 @@ def cmd_review(args: argparse.Namespace) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 worst = EXIT_USAGE
                 continue
-            facts = Facts(namespace=request.namespace)  # offline: no API facts
+            # offline: no API facts, but the namespace labels the caller gave
+            facts = Facts(namespace=request.namespace, namespace_labels=args.namespace_labels)
             decision = decide(request, policy, facts, "mutate")
             response = decision.response
             for warning in response.get("warnings", []):

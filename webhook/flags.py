@@ -32,9 +32,10 @@ def env_default(flag: str, default: Any, convert: Callable[[str], Any] = str) ->
         return default
     try:
         return convert(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+        detail = f": {exc}" if isinstance(exc, argparse.ArgumentTypeError) else ""
         raise SystemExit(
-            f"error: environment variable {env_name(flag)}={raw!r} is not valid for {flag}"
+            f"error: environment variable {env_name(flag)}={raw!r} is not valid for {flag}{detail}"
         ) from None
 
 
@@ -66,6 +67,24 @@ def seconds(raw: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
+
+
+def label_map(raw: str) -> dict[str, str]:
+    """``k=v,k2=v2`` as a label map, every key and value checked as Kubernetes does."""
+    from webhook.policy.syntax import label_key_error, label_value_error
+
+    labels: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise argparse.ArgumentTypeError(f"{item!r} is not k=v")
+        error = label_key_error(key) or label_value_error(value)
+        if error:
+            raise argparse.ArgumentTypeError(f"{item!r}: {error}")
+        labels[key] = value
+    return labels
 
 
 def opt(

@@ -93,7 +93,7 @@ class CaseResult:
     problems: list[str] = field(default_factory=list)
 
 
-def _case_facts(case: dict[str, Any], namespace: str) -> Facts:
+def case_facts(case: dict[str, Any], namespace: str) -> Facts:
     account = case.get("serviceAccount")
     fact = None
     if isinstance(account, dict):
@@ -137,7 +137,7 @@ def run_case(
     )
     document = _read_yaml(case_dir / input_name)
     request = request_for(document, case.get("namespace"), f"fixture-{name}", name)
-    facts = _case_facts(case, request.namespace)
+    facts = case_facts(case, request.namespace)
     original = copy.deepcopy(request.object)
     decision = decide(request, policy, facts, "mutate")
     response = decision.response

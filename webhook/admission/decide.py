@@ -24,6 +24,7 @@ from webhook.admission.protocol import AdmissionRequest, AdmissionResponse
 from webhook.admission.shape import check_pod_shape
 from webhook.policy import Policy
 from webhook.policy.airflow import task_identity
+from webhook.policy.profiles import BASE, select_profile
 from webhook.rules.base import REMOVE, Change, Facts, Violation, get_in
 from webhook.rules.registry import (
     CREATE_RULES,
@@ -49,6 +50,7 @@ class Decision:
     violations: tuple[tuple[str, Violation], ...] = ()  # (rule id, violation)
     mutated_by: tuple[str, ...] = ()  # ids of the rules whose changes are in the patch
     patch: list[PatchOp] = field(default_factory=list)
+    profile: str = BASE  # the policy profile that applied (SPEC §12); BASE: none did
 
 
 def _skip(request: AdmissionRequest, reason: str) -> Decision:
@@ -71,7 +73,9 @@ def describe_pod(pod: dict[str, Any], namespace: str) -> str:
 GIST_MAX = 200
 
 
-def denial_message(pod: dict[str, Any], namespace: str, violations: Iterable[Violation]) -> str:
+def denial_message(
+    pod: dict[str, Any], namespace: str, violations: Iterable[Violation], profile: str = BASE
+) -> str:
     """The gist on the first line, then every violation with its field path.
 
     The first line is what a reader takes in at a glance (in a task log the
@@ -83,9 +87,10 @@ def denial_message(pod: dict[str, Any], namespace: str, violations: Iterable[Vio
     more = f"; +{len(items) - 1} more" if len(items) > 1 else ""
     count = f"{len(items)} violation{'s' if len(items) != 1 else ''}"
     lines = "\n".join(f"- {v}" for v in items)
+    named = "" if profile == BASE else f" (policy profile {profile})"
     return (
         f"task-pod-webhook denied {describe_pod(pod, namespace)}: {gist}{more}\n"
-        f"{count} of the task pod policy:\n{lines}"
+        f"{count} of the task pod policy{named}:\n{lines}"
     )
 
 
@@ -180,6 +185,22 @@ def _decide(
         return _skip(request, "not a task pod")
     if shape:
         return _deny(request, pod, [("shape", v) for v in shape], (), {})
+    profile = BASE
+    audit = {"policy-hash": policy.content_hash, "profile": BASE}
+    warnings: list[str] = []
+    if policy.profiles:
+        if facts.namespace_labels is not None:
+            chosen = select_profile(policy, facts.namespace_labels)
+            if chosen is not None:
+                profile, policy = chosen.name, chosen.policy
+                audit["profile"] = profile
+        elif policy.service_accounts.on_lookup_error == "deny" and scope != "update":
+            unknown = Violation(
+                "metadata.namespace", _labels_unknown(request.namespace, scope, deny=True)
+            )
+            return _deny(request, pod, [("profile", unknown)], (), audit)
+        else:
+            warnings.append(_labels_unknown(request.namespace, scope))
     if scope == "ephemeral":
         facts = Facts(
             namespace=facts.namespace,
@@ -191,7 +212,6 @@ def _decide(
     results = evaluate(rules, pod, policy, facts)
     changes: list[Change] = []
     change_rules: list[str] = []
-    warnings: list[str] = []
     violations: list[tuple[str, Violation]] = []
     audit_notes: list[str] = []
     hit: list[str] = []
@@ -217,7 +237,6 @@ def _decide(
             audit_notes.extend(outcome.notes)
             audit_notes.extend(str(v) for v in outcome.violations)
 
-    audit = {"policy-hash": policy.content_hash}
     if audit_notes:
         audit["audit-mode-findings"] = "; ".join(audit_notes)[:2000]
     if scope == "update":
@@ -226,7 +245,7 @@ def _decide(
         violations = []
     if violations:
         # The override warnings are left out: nothing was applied.
-        return _deny(request, pod, violations, hit, audit)
+        return _deny(request, pod, violations, hit, audit, profile=profile)
     patch = build_patch(pod, changes) if changes else []
     audit["mutations"] = str(len(patch))
     if patch:
@@ -236,8 +255,27 @@ def _decide(
             rules=tuple(hit),
             mutated_by=tuple(dict.fromkeys(change_rules)),
             patch=patch,
+            profile=profile,
         )
-    return Decision(responses.allowed(request.uid, warnings, audit), "allowed", rules=tuple(hit))
+    return Decision(
+        responses.allowed(request.uid, warnings, audit),
+        "allowed",
+        rules=tuple(hit),
+        profile=profile,
+    )
+
+
+def _labels_unknown(namespace: str, scope: str, *, deny: bool = False) -> str:
+    """Why the profile is unknown (SPEC §12): ``serviceAccounts.onLookupError`` answers."""
+    what = (
+        f"the labels of namespace {namespace!r} could not be read, so its policy profile is unknown"
+    )
+    if deny:
+        return f"{what} (serviceAccounts.onLookupError: deny)"
+    why = (
+        "an update is never denied" if scope == "update" else "serviceAccounts.onLookupError: allow"
+    )
+    return f"{what}; the base policy applied ({why})"
 
 
 def _deny(
@@ -246,12 +284,15 @@ def _deny(
     violations: list[tuple[str, Violation]],
     hit: Iterable[str],
     audit: dict[str, str],
+    *,
+    profile: str = BASE,
 ) -> Decision:
-    message = denial_message(pod, request.namespace, (v for _, v in violations))
+    message = denial_message(pod, request.namespace, (v for _, v in violations), profile)
     rules = tuple(dict.fromkeys([*hit, *(rule for rule, _ in violations)]))
     return Decision(
         responses.denied(request.uid, message, audit=audit or None),
         "denied",
         rules=rules,
         violations=tuple(violations),
+        profile=profile,
     )

@@ -123,13 +123,6 @@ class PodAudit:
         }
 
 
-def decision_profile(decision: Decision) -> str:
-    # THE place where audit reads the policy profile from a decision (SPEC §12):
-    # empty until decisions carry one.
-    profile = getattr(decision, "profile", "")
-    return profile if isinstance(profile, str) else ""
-
-
 def audit_of(stored: Mapping[str, Any], namespace: str, decision: Decision) -> PodAudit | None:
     """The audit of the stored pod ``stored`` from the decision on its CREATE;
     None when the webhook would not judge it (exempt, mirror, not a task pod)."""
@@ -154,7 +147,7 @@ def audit_of(stored: Mapping[str, Any], namespace: str, decision: Decision) -> P
         "task": identity.get("task", ""),
         "run": identity.get("run", ""),
         "try_number": identity.get("try", ""),
-        "profile": decision_profile(decision),
+        "profile": decision.profile,
         "warnings": tuple(decision.response.get("warnings", ())),
         "rules": decision.rules,
     }

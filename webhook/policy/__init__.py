@@ -1,6 +1,7 @@
 """The policy: its model, the embedded default, loading with field-path errors.
 
-Owns the policy model (``fields``, ``selectors``, ``families``, ``model``), loading
+Owns the policy model (``fields``, ``selectors``, ``families``, ``model``), the
+profiles merged over it and selected by namespace labels (``profiles``), loading
 (``loading``), the hot-reloaded store (``store``), Kubernetes quantities
 (``quantity``), label and glob syntax (``syntax``) and Airflow's own label keys
 (``airflow``). The bottom wing: it imports no other part of ``webhook`` but

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Annotated, Literal, cast
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AfterValidator,
@@ -123,3 +123,26 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(
         strict=True, extra="forbid", frozen=True, populate_by_name=False, hide_input_in_errors=True
     )
+
+
+# --- errors ----------------------------------------------------------------
+
+
+def _location(loc: tuple[int | str, ...], prefix: str) -> str:
+    text = prefix
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + part
+    return text or "(document)"
+
+
+def describe_error(error: Mapping[str, Any], prefix: str = "") -> str:
+    """One pydantic error as ``path: message``, the path under ``prefix``."""
+    # Drop pydantic's internal markers (function-after[...], union members) from the path.
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return f"{_location(loc, prefix)}: {msg}"

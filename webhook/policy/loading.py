@@ -3,7 +3,6 @@ field path; the embedded default; dumping the effective policy."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,9 @@ from pydantic import (
     ValidationError,
 )
 
+from webhook.policy.fields import describe_error
 from webhook.policy.model import Policy
+from webhook.policy.profiles import build_profiles
 
 
 class PolicyError(ValueError):
@@ -26,35 +27,35 @@ class PolicyError(ValueError):
 # --- loading ---------------------------------------------------------------
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + part
-    return text or "(document)"
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    # Drop pydantic's internal markers (function-after[...], union members) from the path.
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        msg = "unknown field"
-    return f"{_location(loc)}: {msg}"
-
-
 def policy_from_document(document: object) -> Policy:
     """Validate a parsed document; raises PolicyError with every problem."""
     if document is None:
         document = {}
     if not isinstance(document, dict):
         raise PolicyError([f"(document): expected a mapping, got {type(document).__name__}"])
+    base_document = {k: v for k, v in document.items() if k != "profiles"}
+    base = _validate(base_document)
+    # An invalid base reports its own errors once; the profiles are then checked
+    # over the default policy, so that their own errors are reported too.
+    over = base if isinstance(base, Policy) else default_policy()
+    profiles, errors = build_profiles(document.get("profiles"), over.to_document(), _validate)
+    if isinstance(base, list):
+        errors = base + errors
+    if errors:
+        raise PolicyError(errors)
+    assert isinstance(base, Policy)
+    if not profiles:
+        return base
+    with_profiles = Policy.model_validate(base_document)
+    with_profiles._profiles = profiles
+    return with_profiles.warm()
+
+
+def _validate(document: dict[str, Any]) -> Policy | list[str]:
     try:
         return Policy.model_validate(document).warm()
     except ValidationError as exc:
-        raise PolicyError([_describe(e) for e in exc.errors()]) from None
+        return [describe_error(e) for e in exc.errors()]
 
 
 def load_policy_text(text: str, source: str = "policy") -> Policy:

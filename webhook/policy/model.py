@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     model_validator,
 )
 
@@ -36,6 +38,9 @@ class Policy(StrictModel):
         default_factory=lambda: ["kube-system", "kube-public", "task-pod-webhook"],
         alias="exemptNamespaces",
     )
+    # False: the namespace label task-pod-webhook/mode is ignored (tenants may label
+    # their own namespaces, so it must not let them turn enforcement off).
+    namespace_mode_label: bool = Field(default=True, alias="namespaceModeLabel")
     labels: LabelsPolicy = Field(default_factory=LabelsPolicy)
     resources: ResourcesPolicy = Field(default_factory=ResourcesPolicy)
     security_context: SecurityContextPolicy = Field(
@@ -46,6 +51,23 @@ class Policy(StrictModel):
         default_factory=ServiceAccountsPolicy, alias="serviceAccounts"
     )
     placement: PlacementPolicy = Field(default_factory=PlacementPolicy)
+
+    # Set by the loader (``policy.profiles``), in file order; never by the document itself.
+    _profiles: tuple[Profile, ...] = PrivateAttr(default=())
+
+    @property
+    def profiles(self) -> tuple[Profile, ...]:
+        """The profiles (SPEC §12), each with its merged and warmed policy."""
+        return self._profiles
+
+    @cached_property
+    def profile_names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self._profiles)
+
+    @cached_property
+    def profile_selections(self) -> dict[tuple[tuple[str, str], ...], Profile | None]:
+        """Memo of ``profiles.select_profile`` by namespace labels, for this load only."""
+        return {}
 
     @model_validator(mode="after")
     def _selectable(self) -> Policy:
@@ -63,7 +85,9 @@ class Policy(StrictModel):
 
     def to_document(self) -> dict[str, Any]:
         """The effective policy as the YAML/JSON document a file would hold."""
-        return self.model_dump(mode="json", by_alias=True)
+        document = self.model_dump(mode="json", by_alias=True)
+        document["profiles"] = [dict(p.document) for p in self._profiles]
+        return document
 
     @cached_property
     def content_hash(self) -> str:
@@ -90,6 +114,8 @@ class Policy(StrictModel):
             self.platform_user_pattern,
             self.exempt,
             self.content_hash,
+            self.profile_names,
+            self.profile_selections,
             self.resources.resource_names,
             self.resources.parsed,
             self.resources.bounds,
@@ -102,3 +128,25 @@ class Policy(StrictModel):
             *(t.in_pod for t in self.placement.tolerations),
         )
         return self
+
+
+# The rule family sections (SPEC §4, §16): every section of the policy that has an
+# ``action``. Profiles merge exactly these; the other keys stay global. Derived from
+# the model, so a new family is one more field of ``Policy`` and nothing else.
+FAMILY_SECTIONS: tuple[str, ...] = tuple(
+    field.alias or name
+    for name, field in Policy.model_fields.items()
+    if isinstance(field.annotation, type)
+    and issubclass(field.annotation, StrictModel)
+    and "action" in field.annotation.model_fields
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One profile of the policy file (SPEC §12), built once per policy load."""
+
+    name: str
+    selector: LabelSelector  # over the namespace's labels
+    policy: Policy  # the base policy with the profile's sections merged in, warmed
+    document: dict[str, Any]  # the profile as written (name, namespaceSelector, sections)

@@ -19,10 +19,18 @@ from webhook.policy import Policy, PolicyError, default_policy, load_policy_text
 log = logging.getLogger("task_pod_webhook.policy")
 
 
+# What the server can't serve although the file is valid: the errors, or none.
+Admissible = Callable[[Policy], list[str]]
+
+
 class PolicyStore:
-    def __init__(self, path: Path | None) -> None:
-        """Load the policy now; raises PolicyError when the first load fails."""
+    def __init__(self, path: Path | None, admissible: Admissible | None = None) -> None:
+        """Load the policy now; raises PolicyError when the first load fails.
+
+        ``admissible`` rejects a valid policy this server can't apply (profiles
+        without Kubernetes API access), at start-up and on every reload alike."""
         self.path = path
+        self._admissible = admissible
         self._digest = b""
         self.current: Policy = default_policy()
         if path is not None:
@@ -42,7 +50,11 @@ class PolicyStore:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PolicyError([f"{self.path}: not UTF-8: {exc}"]) from None
-        return load_policy_text(text, str(self.path))
+        policy = load_policy_text(text, str(self.path))
+        errors = self._admissible(policy) if self._admissible else []
+        if errors:
+            raise PolicyError(errors)
+        return policy
 
     def reload_if_changed(self) -> bool | None:
         """None: unchanged; True: new policy in force; False: invalid, old one kept."""

@@ -69,8 +69,9 @@ class RuleError(Exception):
 
 
 def action_for(rule: Rule, policy: Policy, namespace_labels: Mapping[str, str] | None) -> Action:
-    """The family's action, or the namespace's rollout mode when it sets one."""
-    if namespace_labels is not None:
+    """The family's action, or the namespace's rollout mode when it sets one (and the
+    policy heeds it: ``namespaceModeLabel``)."""
+    if namespace_labels is not None and policy.namespace_mode_label:
         mode = namespace_labels.get(MODE_LABEL)
         if mode == "warn":
             return "warn"

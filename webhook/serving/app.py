@@ -134,6 +134,7 @@ def _log_decision(endpoint: str, review: Any, decision: Decision, duration: floa
         "namespace": review.namespace,
         "pod": review.name or metadata.get("name") or metadata.get("generateName") or "",
         "decision": decision.verdict,
+        "profile": decision.profile,
         "reason": decision.reason or None,
         "rules": list(decision.rules),
         "mutations": len(decision.patch),
@@ -178,6 +179,7 @@ async def _admit(request: web.Request, endpoint: Endpoint) -> web.Response:
             duration,
             violated=(rule for rule, _ in decision.violations),
             mutated=decision.mutated_by,
+            profile=decision.profile,
         )
         _log_decision(endpoint, review, decision, duration)
     except Exception:

@@ -47,10 +47,10 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "tpw_admission_requests",
-            "Admission reviews answered.",
+            "Admission reviews answered (profile: a name from the policy, or base).",
             # `webhook`, not `endpoint`: prometheus-operator gives every scraped series an
             # `endpoint` label (the port name), which would rename ours `exported_endpoint`.
-            ["webhook", "operation", "decision"],
+            ["webhook", "operation", "decision", "profile"],
             registry=r,
         )
         self.latency = Histogram(
@@ -147,9 +147,10 @@ class Metrics:
         *,
         violated: Iterable[str],
         mutated: Iterable[str],
+        profile: str = "base",
     ) -> None:
         """One admission review answered: its counters and its latency."""
-        self._child(self.requests, webhook, operation, verdict).inc()
+        self._child(self.requests, webhook, operation, verdict, profile).inc()
         self._child(self.latency, webhook).observe(duration)
         for rule in violated:
             self._child(self.violations, rule).inc()

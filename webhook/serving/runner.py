@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from webhook.admission.facts import FactsSource, NoKubeFacts
-from webhook.policy import PolicyError
+from webhook.policy import Policy, PolicyError
 from webhook.policy.store import PolicyStore
 from webhook.serving.app import Runtime, create_app, create_metrics_app
 from webhook.serving.logs import setup_logging
@@ -76,6 +77,22 @@ def _facts_source(settings: Settings, metrics: Metrics) -> FactsSource:
             extra={"error": str(exc)},
         )
         return NoKubeFacts(f"no Kubernetes API configuration ({exc})")
+
+
+def _profiles_refused(reason: str) -> Callable[[Policy], list[str]]:
+    """Profiles select by namespace labels, which only the API has (SPEC §12)."""
+
+    def check(policy: Policy) -> list[str]:
+        if not policy.profiles:
+            return []
+        names = ", ".join(p.name for p in policy.profiles)
+        return [
+            f"profiles: the policy has profiles ({names}), which are selected by the labels "
+            f"of the pod's namespace, but the server has {reason}; serve with Kubernetes "
+            "API access, or use a policy without profiles"
+        ]
+
+    return check
 
 
 def resolve_tls(settings: Settings) -> tuple[Settings, Path | None]:
@@ -187,8 +204,15 @@ async def _drain(runtime: Runtime, timeout: float) -> None:
 def run_worker(settings: Settings, ca_file: Path | None = None) -> int:
     """One server process; returns its exit code."""
     setup_logging(worker=settings.worker_index if settings.workers > 1 else None)
+    metrics = Metrics()
     try:
-        policies = PolicyStore(settings.policy_file)
+        facts = _facts_source(settings, metrics)
+    except Exception as exc:
+        print(f"error: Kubernetes API access: {exc}", file=sys.stderr)
+        return 2
+    admissible = _profiles_refused(facts.reason) if isinstance(facts, NoKubeFacts) else None
+    try:
+        policies = PolicyStore(settings.policy_file, admissible)
     except PolicyError as exc:
         for line in exc.errors:
             print(f"error: policy: {line}", file=sys.stderr)
@@ -204,12 +228,6 @@ def run_worker(settings: Settings, ca_file: Path | None = None) -> int:
         )
     except CertificateError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    metrics = Metrics()
-    try:
-        facts = _facts_source(settings, metrics)
-    except Exception as exc:
-        print(f"error: Kubernetes API access: {exc}", file=sys.stderr)
         return 2
     runtime = Runtime(
         settings=settings, policies=policies, facts=facts, metrics=metrics, certificate=certificate
