@@ -501,12 +501,15 @@ def marked_processes(mark: str) -> dict[int, int]:
 
 @contextlib.contextmanager
 def no_process_left(mark: str) -> Iterator[None]:
-    """Fails if a process carrying ``mark`` outlives the block (an orphan when its
-    parent is pid 1); kills any such process in any case."""
+    """Fails if a process carrying ``mark`` is still there 10 s after the block (an
+    orphan when its parent is pid 1; a process exiting on its own, as multiprocessing's
+    resource tracker once its last user is gone, gets that long); kills them anyway."""
     try:
         yield
     finally:
-        left = marked_processes(mark)
+        deadline = time.monotonic() + 10.0
+        while (left := marked_processes(mark)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)

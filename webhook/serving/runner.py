@@ -21,6 +21,7 @@ import ctypes
 import gc
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -235,7 +236,9 @@ def run_worker(settings: Settings, ca_file: Path | None = None) -> int:
 def _orphaned(settings: Settings) -> bool:
     """A worker whose supervisor has died."""
     parent = multiprocessing.parent_process() if settings.workers > 1 else None
-    return parent is not None and not parent.is_alive()
+    # Reparented first: the parent-death signal comes when the supervisor's main
+    # thread exits, its pipe closes only with its last thread.
+    return parent is not None and (os.getppid() != parent.pid or not parent.is_alive())
 
 
 def _die_with_parent() -> None:
