@@ -156,10 +156,6 @@ async def _serve(settings: Settings, runtime: Runtime, ca_file: Path | None) -> 
         if runtime.shutting_down:
             return
         runtime.shutting_down = True
-        if _orphaned(settings):
-            log.warning("the supervisor is gone: draining in-flight requests and exiting")
-            stop.set()
-            return
         log.info(
             "shutdown requested: not ready, serving through the grace period",
             extra={"signal": signame, "grace_seconds": settings.shutdown_grace},
@@ -169,8 +165,18 @@ async def _serve(settings: Settings, runtime: Runtime, ca_file: Path | None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, terminate, sig.name)
     parent = multiprocessing.parent_process() if settings.workers > 1 else None
-    if parent is not None:  # the portable way to learn of the supervisor's death
-        loop.add_reader(parent.sentinel, terminate, "supervisor gone")
+
+    def supervisor_gone() -> None:
+        """No one routes by our readiness nor replaces us: no grace (cut short if the
+        parent-death SIGTERM, sent when the supervisor's main thread ends, came first)."""
+        assert parent is not None
+        loop.remove_reader(parent.sentinel)
+        runtime.shutting_down = True
+        log.warning("the supervisor is gone: draining in-flight requests and exiting")
+        stop.set()
+
+    if parent is not None:  # its pipe closes when the supervisor's last thread ends
+        loop.add_reader(parent.sentinel, supervisor_gone)
     await stop.wait()
     log.info("grace period over: closing the listener and draining in-flight requests")
     await site.stop()
