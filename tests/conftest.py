@@ -121,11 +121,12 @@ def start_server(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     kube: bool = False,
+    ports: tuple[int, int] | None = None,
 ) -> Server:
-    """``serve`` on free ports; without Kubernetes API access unless ``kube`` (then
-    ``args`` name the ``--kubeconfig``)."""
+    """``serve`` on free ports (or on ``ports``: HTTPS, metrics); without Kubernetes
+    API access unless ``kube`` (then ``args`` name the ``--kubeconfig``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = ports or (free_port(), free_port())
     log_file = workdir / "server.log"
     command = [
         sys.executable,

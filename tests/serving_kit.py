@@ -464,3 +464,54 @@ def log_records(server: Server) -> list[dict[str, Any]]:
             with contextlib.suppress(ValueError):
                 records.append(json.loads(line))
     return records
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The live worker processes of a ``--workers N`` supervisor."""
+    return [
+        pid
+        for pid in children_of(server.process.pid)
+        if "spawn_main" in cmdline(pid) and is_running(pid)
+    ]
+
+
+# --------------------------------------------------------------------------- process marks
+
+MARK_VARIABLE = "TASK_POD_WEBHOOK_TEST_RUN"  # not TPW_*: the CLI reads those
+
+
+def marked_processes(mark: str) -> dict[int, int]:
+    """Live processes (pid -> parent pid) whose environment carries ``mark``: a server
+    started with it and every process it started."""
+    needle = f"{MARK_VARIABLE}={mark}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if needle in environ.split(b"\0") and fields[0] != "Z":
+            found[int(entry.name)] = int(fields[1])
+    return found
+
+
+@contextlib.contextmanager
+def no_process_left(mark: str) -> Iterator[None]:
+    """Fails if a process carrying ``mark`` is still there 10 s after the block (an
+    orphan when its parent is pid 1; a process exiting on its own, as multiprocessing's
+    resource tracker once its last user is gone, gets that long); kills them anyway."""
+    try:
+        yield
+    finally:
+        deadline = time.monotonic() + 10.0
+        while (left := marked_processes(mark)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+    described = {pid: (parent, cmdline(pid)[:120]) for pid, parent in left.items()}
+    assert not left, f"processes left running (pid: parent, command): {described}"

@@ -23,6 +23,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.fake_apiserver import FakeApiServer, write_kubeconfig
+from webhook.kube import facts as facts_module
 from webhook.kube.client import KubeConfigError, in_cluster, load_api_client
 from webhook.kube.facts import KubeFacts
 from webhook.kube.informer import WatchSettings
@@ -41,6 +42,7 @@ FAST = WatchSettings(
     page_size=2,
 )
 ROLE = "arn:aws:iam::111122223333:role/airflow"
+ROLE_KEY = "eks.amazonaws.com/role-arn"
 LOOKUP: Policy = policy_from_document({"serviceAccounts": {"lookup": True}})
 
 
@@ -360,8 +362,7 @@ async def test_slow_api_is_a_lookup_error_within_the_budget(
     finally:
         await source.stop()
     assert fact.status == "error"
-    assert "could not be reached" in fact.error
-    assert "airflow/default" in fact.error
+    assert fact.error == "reading service account airflow/default: no answer within 0.2s"
     assert metrics.lookup_errors["serviceaccounts"] == 1
 
 
@@ -380,7 +381,9 @@ async def test_unreachable_api_is_a_lookup_error(tmp_path: Path) -> None:
         await source.stop()
     assert facts.service_account is not None
     assert facts.service_account.status == "error"
-    assert "the Kubernetes API could not be reached" in facts.service_account.error
+    assert (
+        facts.service_account.error == "reading service account airflow/default: connection failed"
+    )
     assert metrics.lookup_errors["serviceaccounts"] == 1
     assert not source.synced
 
@@ -479,3 +482,160 @@ async def test_from_config_owns_its_client(
     assert await source.wait_synced(5)
     await source.stop()
     assert source.namespace_labels("airflow") is not None  # the caches outlive stop()
+
+
+# --- lookups in the request path: coalesced, remembered, bounded ------------------
+
+
+def reads_of(fake: FakeApiServer, name: str) -> int:
+    return sum(r.path.endswith(f"/serviceaccounts/{name}") for r in fake.requests)
+
+
+async def test_a_storm_of_lookups_of_one_account_costs_one_api_call(
+    fake: FakeApiServer, api_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(facts_module, "MISSING_TTL", 0.3)
+    fake.read_delay = 0.2  # the lookups overlap
+    fake.put(
+        "serviceaccounts", service_account("airflow", "fresh", **{ROLE_KEY: ROLE}), notify=False
+    )
+    source = KubeFacts(api_client, lookup_budget=2.0)
+    try:
+        found = await asyncio.gather(
+            *(source.service_account("airflow", "fresh") for _ in range(30))
+        )
+        missing = await asyncio.gather(
+            *(source.service_account("airflow", "nobody") for _ in range(30))
+        )
+        assert (reads_of(fake, "fresh"), reads_of(fake, "nobody")) == (1, 1)
+        # the 404 is remembered for a moment, then asked again
+        assert (await source.service_account("airflow", "nobody")).status == "missing"
+        assert reads_of(fake, "nobody") == 1
+        await asyncio.sleep(0.35)
+        assert (await source.service_account("airflow", "nobody")).status == "missing"
+        assert reads_of(fake, "nobody") == 2
+    finally:
+        await source.stop()
+    assert found == [ServiceAccountFact(status="found", annotations={ROLE_KEY: ROLE})] * 30
+    assert missing == [ServiceAccountFact(status="missing")] * 30
+
+
+class SilentServer:
+    """A TCP server that accepts every connection and never answers (nor closes)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            connection.setblocking(False)
+            self.accepted.append(connection)
+
+    def open_connections(self) -> int:
+        """Connections the client has not closed yet (what it sent is read and dropped)."""
+        return sum(not self._closed(connection) for connection in list(self.accepted))
+
+    @staticmethod
+    def _closed(connection: socket.socket) -> bool:
+        while True:
+            try:
+                if connection.recv(65536) == b"":
+                    return True
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for connection in self.accepted:
+            connection.close()
+        self.sock.close()
+
+
+async def test_a_silent_api_fails_lookups_within_the_budget_and_nothing_piles_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    silent = SilentServer()
+    client = load_api_client(write_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{silent.port}"))
+    metrics = RecordingMetrics()
+    budget = 0.3
+    source = KubeFacts(client, metrics=metrics, lookup_budget=budget, lookup_workers=4)
+
+    async def timed(name: str) -> tuple[float, ServiceAccountFact]:
+        started = time.monotonic()
+        fact = await source.service_account("airflow", name)
+        return time.monotonic() - started, fact
+
+    try:
+        with caplog.at_level("INFO", logger="webhook.kube.facts"):
+            # 40 accounts at once on 4 lookup threads
+            first = await asyncio.gather(*(timed(f"sa-{i}") for i in range(40)))
+            # the threads are freed: urllib3 makes no retry of its own, so each
+            # connection is given up (closed) once its one attempt times out
+            await asyncio.to_thread(
+                wait_until, lambda: silent.open_connections() == 0, 10.0, "connections closed"
+            )
+            second = await asyncio.gather(*(timed(f"again-{i}") for i in range(8)))
+        accepted = len(silent.accepted)
+    finally:
+        await source.stop()
+        client.close()  # type: ignore[no-untyped-call]
+        silent.close()
+    slowest = max(elapsed for elapsed, _ in first + second)
+    print(f"\nsilent API: 48 lookups, slowest {slowest * 1000:.0f} ms, {accepted} connections")
+    assert all(fact.status == "error" for _, fact in first + second)
+    assert (
+        first[0][1].error == f"reading service account airflow/sa-0: no answer within {budget:g}s"
+    )
+    assert slowest < budget + 0.5
+    # one connection per lookup thread and round: the queued lookups were dropped
+    # when their budget (all but a tenth of it) ran out, before they connected
+    assert accepted <= 8
+    assert metrics.lookup_errors["serviceaccounts"] == 48
+    changes = [r.getMessage() for r in caplog.records if "Kubernetes API lookups" in r.getMessage()]
+    assert len(changes) == 1 and "failing" in changes[0]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.02)
+
+
+async def test_lookups_log_once_when_they_fail_and_once_when_they_recover(
+    fake: FakeApiServer,
+    api_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(facts_module, "ERROR_TTL", 0.0)
+    source = KubeFacts(api_client, lookup_budget=0.2)
+    try:
+        with caplog.at_level("INFO", logger="webhook.kube.facts"):
+            fake.read_delay = 1.0
+            failed = [await source.service_account("airflow", f"x-{i}") for i in range(5)]
+            fake.read_delay = 0.0
+            recovered = [await source.service_account("airflow", f"y-{i}") for i in range(5)]
+    finally:
+        await source.stop()
+    assert {f.status for f in failed} == {"error"}
+    assert {f.status for f in recovered} == {"missing"}
+    changes = [r.getMessage() for r in caplog.records if "Kubernetes API lookups" in r.getMessage()]
+    assert len(changes) == 2, changes
+    assert "failing (no answer within 0.2s" in changes[0]
+    assert "succeed again" in changes[1]

@@ -5,11 +5,28 @@ A service account missing from the cache (created a moment ago, or the
 cache not synced yet) is read with ONE direct GET within a small budget: a
 404 is ``missing``; a timeout or any other failure is ``error`` (the policy's
 ``onLookupError`` decides), never an exception into the request path.
+
+A storm of reviews naming the same missing account costs one API call:
+
+- concurrent lookups of one account share one call (coalesced);
+- a 404 is remembered for ``MISSING_TTL`` seconds (an account created since
+  reaches the watch cache, which is asked first, within milliseconds);
+- a failure is remembered for ``ERROR_TTL`` seconds, shorter: against a silent
+  API every review would otherwise wait the whole budget again, and a second
+  is about how long the watch needs to notice the API is back anyway;
+- the lookup client makes no retries of its own (urllib3 retries 3 times by
+  default, each attempt with the full timeout, so one lookup could hold a pool
+  thread 4 budgets long); a lookup still queued when its budget runs out is
+  cancelled before it ever connects.
+
+Failing lookups log one line when they start failing and one when they succeed
+again, not one per review (the metric counts each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -40,6 +57,10 @@ from webhook.rules.base import Facts, ServiceAccountFact
 from webhook.rules.service_accounts import effective_service_account
 
 log = logging.getLogger(__name__)
+
+MISSING_TTL = 2.0  # seconds a 404 is remembered
+ERROR_TTL = 1.0  # seconds a failed lookup is remembered
+REMEMBERED_MAX = 10_000  # remembered outcomes before expired ones are pruned
 
 
 # --- what is stored ----------------------------------------------------------
@@ -142,6 +163,11 @@ class KubeFacts:
         self._lookups = ThreadPoolExecutor(
             max_workers=lookup_workers, thread_name_prefix="kube-lookup"
         )
+        self._lookup_client: Any = _without_retries(api_client)
+        self._lookup_core = kubernetes.client.CoreV1Api(self._lookup_client)
+        self._pending: dict[tuple[str, str], asyncio.Future[ServiceAccountFact]] = {}
+        self._remembered: dict[tuple[str, str], tuple[float, ServiceAccountFact]] = {}
+        self._failing: str | None = None  # why lookups fail, while they do
 
     @classmethod
     def from_config(
@@ -171,6 +197,7 @@ class KubeFacts:
 
         await asyncio.to_thread(join_all)
         self._lookups.shutdown(wait=False, cancel_futures=True)
+        self._lookup_client.close()
         if self._owns_client:
             self._api_client.close()
 
@@ -194,38 +221,88 @@ class KubeFacts:
         return self.namespaces.get(namespace)
 
     async def service_account(self, namespace: str, name: str) -> ServiceAccountFact:
-        cached = self.service_accounts.get((namespace, name))
+        key = (namespace, name)
+        cached = self.service_accounts.get(key)
         if cached is not None:
             return ServiceAccountFact(status="found", annotations=cached)
+        remembered = self._remembered.get(key)
+        if remembered is not None:
+            if time.monotonic() < remembered[0]:
+                return remembered[1]
+            del self._remembered[key]
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = asyncio.ensure_future(self._lookup(namespace, name))
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        # shielded: one reviewer giving up does not cancel the others' lookup
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, namespace: str, name: str) -> ServiceAccountFact:
+        """One GET within the budget (``_pending`` makes it one per account at a time)."""
         what = f"service account {namespace}/{name}"
         try:
             loop = asyncio.get_running_loop()
-            read = loop.run_in_executor(self._lookups, self._read_service_account, namespace, name)
+            deadline = time.monotonic() + self._lookup_budget
+            read = loop.run_in_executor(
+                self._lookups, self._read_service_account, namespace, name, deadline
+            )
+            # on timeout wait_for cancels `read`: a lookup still queued never runs (and one
+            # that a thread takes up just then sees its deadline passed)
             annotations = await asyncio.wait_for(read, self._lookup_budget)
+            self._succeeded()
             return ServiceAccountFact(status="found", annotations=annotations)
         except ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:
-                return ServiceAccountFact(status="missing")
+                self._succeeded()
+                return self._remember(
+                    (namespace, name), ServiceAccountFact(status="missing"), MISSING_TTL
+                )
             detail = f"HTTP {exc.status} {exc.reason}" if exc.status else "connection failed"
-        except TimeoutError:
+        except (TimeoutError, urllib3.exceptions.ReadTimeoutError):  # ours, or the client's
             detail = f"no answer within {self._lookup_budget:g}s"
         except Exception as exc:
             detail = "connection failed" if _is_connection_error(exc) else type(exc).__name__
             log.debug("lookup of %s failed", what, exc_info=True)
         self._metrics.lookup_error(SERVICE_ACCOUNTS)
-        log.warning("lookup of %s failed: %s", what, detail)
-        return ServiceAccountFact(
-            status="error",
-            error=f"the Kubernetes API could not be reached to read {what} ({detail})",
-        )
+        if self._failing is None:
+            log.warning(
+                "Kubernetes API lookups failing (%s, reading %s); "
+                "logged again only when they succeed",
+                detail,
+                what,
+            )
+        self._failing = detail
+        fact = ServiceAccountFact(status="error", error=f"reading {what}: {detail}")
+        return self._remember((namespace, name), fact, ERROR_TTL)
 
-    def _read_service_account(self, namespace: str, name: str) -> Labels:
+    def _succeeded(self) -> None:
+        if self._failing is not None:
+            log.warning("Kubernetes API lookups succeed again (they failed: %s)", self._failing)
+            self._failing = None
+
+    def _remember(
+        self, key: tuple[str, str], fact: ServiceAccountFact, ttl: float
+    ) -> ServiceAccountFact:
+        now = time.monotonic()
+        if len(self._remembered) >= REMEMBERED_MAX:
+            expired = [k for k, (until, _) in self._remembered.items() if until <= now]
+            for k in expired:
+                del self._remembered[k]
+            if len(self._remembered) >= REMEMBERED_MAX:
+                self._remembered.clear()
+        self._remembered[key] = (now + ttl, fact)
+        return fact
+
+    def _read_service_account(self, namespace: str, name: str, deadline: float) -> Labels:
+        remaining = deadline - time.monotonic()
+        if remaining < self._lookup_budget / 10:
+            raise TimeoutError  # (almost) nobody waits for this answer any more
         # Without preloading, the client returns the raw urllib3 response.
-        response: Any = self._core.read_namespaced_service_account(
+        response: Any = self._lookup_core.read_namespaced_service_account(
             name,
             namespace,
             _preload_content=False,
-            _request_timeout=self._lookup_budget,
+            _request_timeout=remaining,
         )
         try:
             obj = json.loads(response.read())
@@ -252,6 +329,13 @@ class KubeFacts:
             namespace_labels=self.namespace_labels(namespace),
             service_account=service_account,
         )
+
+
+def _without_retries(api_client: kubernetes.client.ApiClient) -> kubernetes.client.ApiClient:
+    """A client like `api_client` whose requests are never retried by urllib3."""
+    configuration = copy.deepcopy(api_client.configuration)
+    configuration.retries = False
+    return kubernetes.client.ApiClient(configuration)
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -1,8 +1,22 @@
-"""Prometheus collectors behind a small interface (one registry per process).
+"""Prometheus collectors behind a small interface.
 
-With ``--workers N`` every worker process keeps its own registry and serves it
-on ``--metrics-port + worker index``: no shared multiprocess directory to
-manage, and each worker's reloads and errors stay visible on their own.
+One process (``--workers 1``, the default): a plain in-memory registry, served
+by the process itself. ``--workers N``: the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, so the same collectors
+write their values to per-process files there, and the supervisor serves them
+all, merged, on the one ``--metrics-port`` (``serving.supervisor``). Counters
+and the histogram add up over workers, dead ones included; each gauge says how
+its workers' values merge (``multiprocess_mode``, ignored in one process):
+
+- ``in_flight``: ``livesum``, the reviews being answered by the live workers.
+- ``policy_info``: ``livemax`` per hash, 1 while any live worker enforces that
+  policy (two hashes at 1 while the workers are mid-reload); the superseded
+  hash drops to 0, since a file keeps a series the process has cleared.
+- ``certificate_expiry``: ``livemin``, the soonest expiry among live workers,
+  so that a worker that failed to reload a renewed certificate still alerts.
+- ``cache_objects``: ``livemax``; every worker holds a full copy of the caches,
+  so a sum would count each object once per worker.
+- ``cache_synced``: ``livemin``, 1 only when every live worker has synced.
 """
 
 from __future__ import annotations
@@ -61,7 +75,10 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "tpw_admission_in_flight", "Admission reviews being answered.", registry=r
+            "tpw_admission_in_flight",
+            "Admission reviews being answered.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.violations = Counter(
             "tpw_violations", "Policy violations found, by rule.", ["rule"], registry=r
@@ -88,12 +105,23 @@ class Metrics:
             "tpw_policy_last_reload_successful",
             "1 unless the last policy reload failed (the old policy then stays in force).",
             registry=r,
+            multiprocess_mode="livemin",  # any worker still on the old policy shows
         )
         self.policy_reload_ok.set(1)  # the first load succeeded, or the server did not start
-        self.ready = Gauge("tpw_ready", "1 while /readyz answers ready, 0 otherwise.", registry=r)
-        self.policy_info = Gauge(
-            "tpw_policy_info", "The policy in force (value 1).", ["hash"], registry=r
+        self.ready = Gauge(
+            "tpw_ready",
+            "1 while /readyz answers ready, 0 otherwise.",
+            registry=r,
+            multiprocess_mode="livemin",  # one worker not ready makes the server not ready
         )
+        self.policy_info = Gauge(
+            "tpw_policy_info",
+            "The policy in force (value 1).",
+            ["hash"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self._policy_hash: str | None = None
         self.certificate_reloads = Counter(
             "tpw_certificate_reloads",
             "Serving certificate reloads, by result.",
@@ -104,6 +132,7 @@ class Metrics:
             "tpw_certificate_expiry_timestamp_seconds",
             "Expiry (Unix time) of the serving certificate in force.",
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.lookup_errors = Counter(
             "tpw_lookup_errors",
@@ -119,12 +148,14 @@ class Metrics:
             "Objects in the watch-fed caches, by kind.",
             ["kind"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.cache_synced = Gauge(
             "tpw_cache_synced",
             "1 once the cache of this kind has synced.",
             ["kind"],
             registry=r,
+            multiprocess_mode="livemin",
         )
 
         # Labelled children by label values: prometheus_client's own lookup takes a
@@ -171,7 +202,10 @@ class Metrics:
         self.cache_synced.labels(kind).set(1 if synced else 0)
 
     def set_policy(self, content_hash: str) -> None:
-        self.policy_info.clear()
+        previous, self._policy_hash = self._policy_hash, content_hash
+        if previous is not None and previous != content_hash:
+            self.policy_info.labels(previous).set(0)  # a multiprocess file keeps the series
+            self.policy_info.remove(previous)
         self.policy_info.labels(content_hash).set(1)
 
     def render(self) -> bytes:

@@ -6,24 +6,27 @@ of the Service), requests keep being served for ``--shutdown-grace`` seconds
 (the apiserver may still be routing to us), then the listener closes,
 in-flight requests finish, and the process exits 0.
 
-``--workers N`` starts N processes that share the port with SO_REUSEPORT; each
-loads and reloads the policy and certificate on its own, and serves its own
-metrics on ``--metrics-port + index``.
+``--workers N`` starts N processes that share the port with SO_REUSEPORT under
+the supervisor of ``serving.supervisor``; each loads and reloads the policy and
+certificate on its own, and the supervisor serves the metrics of all. A worker
+stops as on SIGTERM, without the grace period, when the supervisor dies.
+With one worker (the default) there is no supervisor: the one process serves
+its own metrics from a plain in-process registry (no files, no extra process).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -33,10 +36,10 @@ from webhook.policy.store import PolicyStore
 from webhook.serving.app import Runtime, create_app, create_metrics_app
 from webhook.serving.logs import setup_logging
 from webhook.serving.metrics import Metrics
-from webhook.serving.settings import Settings
+from webhook.serving.settings import DRAIN_TIMEOUT, EXIT_CONFIG, Settings
 
 log = logging.getLogger("task_pod_webhook.serve")
-DRAIN_TIMEOUT = 10.0  # seconds in-flight requests get after the grace period
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _install_fast_loop() -> None:
@@ -148,7 +151,7 @@ async def _serve(settings: Settings, runtime: Runtime, ca_file: Path | None) -> 
     )
     await site.start()
     metrics_runner: web.AppRunner | None = None
-    if settings.metrics_port:
+    if settings.metrics_port and settings.workers == 1:  # else the supervisor serves them
         metrics_runner = web.AppRunner(
             create_metrics_app(runtime.metrics), handle_signals=False, access_log=None
         )
@@ -156,8 +159,7 @@ async def _serve(settings: Settings, runtime: Runtime, ca_file: Path | None) -> 
         await web.TCPSite(
             metrics_runner,
             settings.host,
-            settings.metrics_port + settings.worker_index,
-            reuse_port=settings.reuse_port or None,
+            settings.metrics_port,
         ).start()
     if settings.worker_index == 0:
         print(_banner(settings, runtime, ca_file), flush=True)
@@ -179,6 +181,19 @@ async def _serve(settings: Settings, runtime: Runtime, ca_file: Path | None) -> 
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, terminate, sig.name)
+    parent = multiprocessing.parent_process() if settings.workers > 1 else None
+
+    def supervisor_gone() -> None:
+        """No one routes by our readiness nor replaces us: no grace (cut short if the
+        parent-death SIGTERM, sent when the supervisor's main thread ends, came first)."""
+        assert parent is not None
+        loop.remove_reader(parent.sentinel)
+        runtime.shutting_down = True
+        log.warning("the supervisor is gone: draining in-flight requests and exiting")
+        stop.set()
+
+    if parent is not None:  # its pipe closes when the supervisor's last thread ends
+        loop.add_reader(parent.sentinel, supervisor_gone)
     await stop.wait()
     log.info("grace period over: closing the listener and draining in-flight requests")
     await site.stop()
@@ -209,14 +224,14 @@ def run_worker(settings: Settings, ca_file: Path | None = None) -> int:
         facts = _facts_source(settings, metrics)
     except Exception as exc:
         print(f"error: Kubernetes API access: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     admissible = _profiles_refused(facts.reason) if isinstance(facts, NoKubeFacts) else None
     try:
         policies = PolicyStore(settings.policy_file, admissible)
     except PolicyError as exc:
         for line in exc.errors:
             print(f"error: policy: {line}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     from webhook.certs import CertificateError
     from webhook.serving.tls import ServerCertificate
 
@@ -228,7 +243,7 @@ def run_worker(settings: Settings, ca_file: Path | None = None) -> int:
         )
     except CertificateError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     runtime = Runtime(
         settings=settings, policies=policies, facts=facts, metrics=metrics, certificate=certificate
     )
@@ -238,13 +253,40 @@ def run_worker(settings: Settings, ca_file: Path | None = None) -> int:
         asyncio.run(_serve(settings, runtime, ca_file))
     except OSError as exc:
         print(f"error: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     return 0
 
 
-def _child(settings: Settings, ca_file: Path | None, code: Any) -> None:
+def _orphaned(settings: Settings) -> bool:
+    """A worker whose supervisor has died."""
+    parent = multiprocessing.parent_process() if settings.workers > 1 else None
+    # Reparented first: the parent-death signal comes when the supervisor's main
+    # thread exits, its pipe closes only with its last thread.
+    return parent is not None and (os.getppid() != parent.pid or not parent.is_alive())
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for SIGTERM when the supervisor dies, even by SIGKILL (the parent's
+    pipe, watched by ``_serve``, covers other systems and a death before this call)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed", extra={"errno": ctypes.get_errno()})
+
+
+def _stop_while_starting(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)  # nothing is being served yet: nothing to drain
+
+
+def run_child(settings: Settings, ca_file: Path | None) -> None:
+    """A worker process under the supervisor (``multiprocessing`` target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM stops us
-    code.value = run_worker(settings, ca_file)
+    signal.signal(signal.SIGTERM, _stop_while_starting)  # until the loop takes SIGTERM over
+    _die_with_parent()
+    if _orphaned(settings):
+        sys.exit(1)
+    sys.exit(run_worker(settings, ca_file))
 
 
 def serve(settings: Settings) -> int:
@@ -252,40 +294,10 @@ def serve(settings: Settings) -> int:
         settings, ca_file = resolve_tls(settings)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     if settings.workers <= 1:
         return run_worker(settings, ca_file)
-    return _supervise(replace(settings, reuse_port=True), ca_file)
+    from webhook.serving.supervisor import Supervisor
 
-
-def _supervise(settings: Settings, ca_file: Path | None) -> int:
-    """Start the workers, forward SIGTERM/SIGINT to them, exit with the worst code."""
     setup_logging()
-    context = multiprocessing.get_context("spawn")
-    workers = []
-    for index in range(settings.workers):
-        code = context.Value("i", -1)
-        process = context.Process(
-            target=_child,
-            args=(replace(settings, worker_index=index), ca_file, code),
-            name=f"task-pod-webhook-worker-{index}",
-        )
-        process.start()
-        workers.append((process, code))
-
-    def forward(signum: int, _frame: object) -> None:
-        for process, _ in workers:
-            if process.is_alive() and process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    import os
-
-                    os.kill(process.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    worst = 0
-    for process, code in workers:
-        process.join()
-        result = code.value if code.value >= 0 else (process.exitcode or 1)
-        worst = max(worst, result)
-    return worst
+    return Supervisor(settings, ca_file, run_child).run()

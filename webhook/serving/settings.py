@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_BODY_BYTES = 7 * 1024 * 1024  # an UPDATE review carries two objects of up to 3 MiB
+DRAIN_TIMEOUT = 10.0  # seconds in-flight requests get after the grace period
+EXIT_CONFIG = 2  # serve could not start (policy, certificate, listener): no use retrying
 
 
 @dataclass(frozen=True, slots=True)
