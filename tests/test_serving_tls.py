@@ -253,7 +253,7 @@ def test_two_workers_share_the_port_rotate_and_stop_on_sigterm(tmp_path: Path) -
         assert statuses == [200] * 200
         samples = scrape(server.metrics_port)
         assert sum(series(samples, "tpw_admission_requests_total").values()) == 200
-        assert value(samples, "tpw_admission_duration_seconds_count", endpoint="mutate") == 200
+        assert value(samples, "tpw_admission_duration_seconds_count", webhook="mutate") == 200
         by_worker = [
             sum(
                 1
