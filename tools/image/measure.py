@@ -98,7 +98,9 @@ def readyz_seconds(image: str, certs: Path) -> float:
     )  # fmt: skip
     try:
         port = int(podman("port", name, "8443/tcp").rsplit(":", 1)[1])
-        while time.monotonic() - started < 60:
+        while time.monotonic() - started < 60 and "running" in podman(
+            "inspect", "--format", "{{.State.Status}}", name
+        ):
             connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=2)
             try:
                 connection.request("GET", "/readyz")
@@ -109,7 +111,7 @@ def readyz_seconds(image: str, certs: Path) -> float:
             finally:
                 connection.close()
             time.sleep(0.01)
-        raise RuntimeError(f"{image}: no /readyz 200 in 60 s")
+        raise RuntimeError(f"{image}: no /readyz 200 in 60 s: {podman('logs', name)}")
     finally:
         podman("rm", "--force", "--time", "0", name)
 
@@ -142,8 +144,8 @@ def main(argv: list[str]) -> int:
         [str(ROOT / ".venv" / "bin" / "task-pod-webhook"), "certs", "--out", str(certs),
          "--san", "127.0.0.1"], check=True, capture_output=True,
     )  # fmt: skip
-    for path in certs.iterdir():
-        path.chmod(0o644)
+    for path in (certs, *certs.iterdir()):  # readable by the image's user
+        path.chmod(0o755 if path.is_dir() else 0o644)
     base = int(podman("image", "inspect", "--format", "{{.Size}}", "localhost/python:3.11-slim"))
     print(f"base image: {base / 1e6:.0f} MB; runs per figure: {RUNS}\n")
     print("| variant | image over base | venv | of it .pyc | imports | run to /readyz 200 |")
