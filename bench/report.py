@@ -5,7 +5,8 @@ run; ``python bench/report.py [RESULTS.json]`` re-renders the document from a
 saved run (default: the newest in ``bench/results/``) and the history.
 
 The document is generated: the hand-written analysis lives in
-``bench/notes.md`` and is included as it is.
+``bench/notes.md`` and the image section in ``bench/image.md``, both included
+as they are.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ROOT = BENCH.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 HISTORY = BENCH / "history.jsonl"
 NOTES = BENCH / "notes.md"
+IMAGE_NOTES = BENCH / "image.md"  # hand-written too: the image's size and start-up
 
 TIMES = "\N{MULTIPLICATION SIGN}"
 DASH = "\N{EN DASH}"
@@ -887,8 +889,9 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
     ]
     lines += _scale(results)
     lines += _profile(results)
-    if NOTES.exists():
-        lines += [NOTES.read_text(encoding="utf-8").rstrip(), ""]
+    for hand_written in (NOTES, IMAGE_NOTES):
+        if hand_written.exists():
+            lines += [hand_written.read_text(encoding="utf-8").rstrip(), ""]
     lines += _history(history)
     return "\n".join(lines)
 

@@ -381,8 +381,10 @@ def test_dockerfile_shape() -> None:
     assert builder[0] == "FROM ${PYTHON_IMAGE} AS builder"
     assert any("pip wheel" in line for line in builder)
     assert final[0] == "FROM ${PYTHON_IMAGE}"
-    # The final stage: only the venv copied in; nothing installed or built.
-    assert not [line for line in final if line.startswith(("RUN", "ADD"))]
+    # The final stage: only the venv copied in; nothing installed or built, only
+    # the shells and pip commands removed (exec form: no shell runs it).
+    runs = [line for line in final if line.startswith(("RUN", "ADD"))]
+    assert len(runs) == 1 and runs[0].startswith('RUN ["/bin/rm", "-f", '), runs
     assert [line for line in final if line.startswith("COPY")] == [
         "COPY --from=builder /opt/task-pod-webhook /opt/task-pod-webhook"
     ]
@@ -400,7 +402,14 @@ def test_dockerignore_is_an_allow_list() -> None:
     ]
     assert lines[0] == "*"
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert included == {"pyproject.toml", "README.md", "webhook"}
+    assert included == {
+        "pyproject.toml",
+        "README.md",
+        "webhook",
+        "requirements/build.lock",
+        "requirements/runtime.lock",
+        "tools/image/slim.py",
+    }
 
 
 def test_register_dry_run_prints_what_the_manifests_ship(base: list[Obj], tmp_path: Path) -> None:
