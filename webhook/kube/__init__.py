@@ -2,9 +2,12 @@
 
 The only wing that imports ``kubernetes`` (SPEC §6): ``client`` (loading the API
 client, shared constants, the metrics seam), ``informer`` (``WatchCache``),
-``facts`` (``KubeFacts``), ``webhooks`` (the webhook configurations as plain dicts,
-pure) and ``apply`` (``register`` / ``unregister``). It may import ``webhook.policy``
-and ``webhook.rules``; never aiohttp or the ``serving`` wing. Two halves:
+``objects`` (what is kept of a namespace or service account), ``facts``
+(``KubeFacts``), ``webhooks`` (the webhook configurations as plain dicts, pure),
+``apply`` (``register`` / ``unregister``), and for audit (SPEC §13) ``pods`` (paged
+pod lists, one-shot facts) and ``reports`` (PolicyReports). It may import
+``webhook.policy``, ``webhook.rules`` and ``webhook.admission``; never aiohttp or
+the ``serving`` wing. Two halves:
 
 **Facts.** ``facts.KubeFacts`` answers namespace labels and service accounts
 from two watch-fed caches (``informer.WatchCache``: list, watch, relist, backoff;

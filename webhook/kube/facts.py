@@ -30,10 +30,9 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import kubernetes
@@ -41,7 +40,6 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from webhook.kube.client import (
-    EMPTY_MAP,
     HTTP_NOT_FOUND,
     IDENTITY_ANNOTATION_PREFIXES,
     NAMESPACES,
@@ -52,6 +50,12 @@ from webhook.kube.client import (
     load_api_client,
 )
 from webhook.kube.informer import WatchCache, WatchSettings
+from webhook.kube.objects import (
+    annotations_keeper,
+    namespace_key,
+    namespace_labels,
+    service_account_key,
+)
 from webhook.policy import Policy
 from webhook.rules.base import Facts, ServiceAccountFact
 from webhook.rules.service_accounts import effective_service_account
@@ -61,52 +65,6 @@ log = logging.getLogger(__name__)
 MISSING_TTL = 2.0  # seconds a 404 is remembered
 ERROR_TTL = 1.0  # seconds a failed lookup is remembered
 REMEMBERED_MAX = 10_000  # remembered outcomes before expired ones are pruned
-
-
-# --- what is stored ----------------------------------------------------------
-
-
-def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    return metadata if isinstance(metadata, dict) else {}
-
-
-def _string_map(value: object, keep: Callable[[str], bool] | None = None) -> Labels:
-    if not isinstance(value, dict) or not value:
-        return EMPTY_MAP
-    kept = {
-        k: v
-        for k, v in value.items()
-        if isinstance(k, str) and isinstance(v, str) and (keep is None or keep(k))
-    }
-    return MappingProxyType(kept) if kept else EMPTY_MAP
-
-
-def _namespace_key(obj: Mapping[str, Any]) -> str | None:
-    name = _metadata(obj).get("name")
-    return name if isinstance(name, str) and name else None
-
-
-def _namespace_labels(obj: Mapping[str, Any]) -> Labels:
-    return _string_map(_metadata(obj).get("labels"))
-
-
-def _service_account_key(obj: Mapping[str, Any]) -> tuple[str, str] | None:
-    metadata = _metadata(obj)
-    namespace, name = metadata.get("namespace"), metadata.get("name")
-    if isinstance(namespace, str) and namespace and isinstance(name, str) and name:
-        return namespace, name
-    return None
-
-
-def _annotations_keeper(prefixes: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Labels]:
-    def keep(key: str) -> bool:
-        return key.startswith(prefixes)
-
-    def annotations(obj: Mapping[str, Any]) -> Labels:
-        return _string_map(_metadata(obj).get("annotations"), keep)
-
-    return annotations
 
 
 # --- the facts source ----------------------------------------------------------
@@ -142,19 +100,19 @@ class KubeFacts:
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._lookup_budget = lookup_budget
         self._stop_timeout = stop_timeout
-        self._annotations = _annotations_keeper(annotation_prefixes)
+        self._annotations = annotations_keeper(annotation_prefixes)
         self.namespaces: WatchCache[str] = WatchCache(
             NAMESPACES,
             self._core.list_namespace,
-            key_of=_namespace_key,
-            value_of=_namespace_labels,
+            key_of=namespace_key,
+            value_of=namespace_labels,
             settings=settings,
             metrics=self._metrics,
         )
         self.service_accounts: WatchCache[tuple[str, str]] = WatchCache(
             SERVICE_ACCOUNTS,
             self._core.list_service_account_for_all_namespaces,
-            key_of=_service_account_key,
+            key_of=service_account_key,
             value_of=self._annotations,
             settings=settings,
             metrics=self._metrics,

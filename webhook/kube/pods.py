@@ -26,11 +26,11 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from webhook.kube.client import IDENTITY_ANNOTATION_PREFIXES, Labels, ListCall
-from webhook.kube.facts import (
-    _annotations_keeper,
-    _namespace_key,
-    _namespace_labels,
-    _service_account_key,
+from webhook.kube.objects import (
+    annotations_keeper,
+    namespace_key,
+    namespace_labels,
+    service_account_key,
 )
 from webhook.policy import Policy
 from webhook.rules.base import Facts, ServiceAccountFact
@@ -113,13 +113,13 @@ class ListedFacts:
         namespaces: dict[str, Labels] = {}
         for page in list_pages(core.list_namespace, **scope):
             for obj in page:
-                key = _namespace_key(obj)
+                key = namespace_key(obj)
                 if key is not None:
-                    namespaces[key] = _namespace_labels(obj)
+                    namespaces[key] = namespace_labels(obj)
         accounts: dict[tuple[str, str], Labels] | None = None
         if policy.service_accounts.lookup:
             accounts = {}
-            annotations = _annotations_keeper(IDENTITY_ANNOTATION_PREFIXES)
+            annotations = annotations_keeper(IDENTITY_ANNOTATION_PREFIXES)
             calls = (
                 list_pages(core.list_service_account_for_all_namespaces)
                 if namespace is None
@@ -127,7 +127,7 @@ class ListedFacts:
             )
             for page in calls:
                 for obj in page:
-                    account_key = _service_account_key(obj)
+                    account_key = service_account_key(obj)
                     if account_key is not None:
                         accounts[account_key] = annotations(obj)
         return cls(namespaces, accounts)
