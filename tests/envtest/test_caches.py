@@ -10,12 +10,10 @@ cloud identity and deleted, are each seen within seconds; a namespace's
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
 import pytest
 
 from tests.conftest import FIXTURES, Server
@@ -67,13 +65,7 @@ def _try_create(admin: Any, account: str) -> dict[str, Any] | str:
     pod = wh.load_yaml(FIXTURES / "kpo-plain" / "pod.yaml")
     pod["metadata"]["namespace"] = NAMESPACE
     pod["spec"]["serviceAccountName"] = account
-    try:
-        created = wh.core(admin).create_namespaced_pod(NAMESPACE, pod, dry_run="All")
-    except kubernetes.client.ApiException as exc:
-        message: str = json.loads(exc.body)["message"]
-        return message
-    stored: dict[str, Any] = admin.sanitize_for_serialization(created)
-    return stored
+    return wh.dry_run_create(admin, pod)
 
 
 def _eventually(admin: Any, account: str, check: Any, what: str) -> float:

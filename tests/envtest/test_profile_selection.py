@@ -7,12 +7,10 @@ names the profile), and relabelling a namespace switches its profile within seco
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
 import pytest
 
 from tests.conftest import FIXTURES, Server
@@ -43,13 +41,7 @@ def _create(admin: Any, namespace: str, account: str) -> dict[str, Any] | str:
     pod = wh.load_yaml(FIXTURES / "profile-large-clamped" / "pod.yaml")
     pod["metadata"]["namespace"] = namespace
     pod["spec"]["serviceAccountName"] = account
-    try:
-        created = wh.core(admin).create_namespaced_pod(namespace, pod, dry_run="All")
-    except kubernetes.client.ApiException as exc:
-        message: str = json.loads(exc.body)["message"]
-        return message
-    stored: dict[str, Any] = admin.sanitize_for_serialization(created)
-    return stored
+    return wh.dry_run_create(admin, pod)
 
 
 def _limits(answer: dict[str, Any] | str) -> dict[str, str] | None:

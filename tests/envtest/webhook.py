@@ -11,6 +11,7 @@ every later pod create of the session).
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -164,3 +165,15 @@ def kubectl(
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+def dry_run_create(api_client: Any, pod: dict[str, Any]) -> dict[str, Any] | str:
+    """The pod the apiserver would store for `pod` (server-side dry run), or its refusal message."""
+    namespace = pod["metadata"]["namespace"]
+    try:
+        created = core(api_client).create_namespaced_pod(namespace, pod, dry_run="All")
+    except kubernetes.client.ApiException as exc:
+        message: str = json.loads(exc.body)["message"]
+        return message
+    stored: dict[str, Any] = api_client.sanitize_for_serialization(created)
+    return stored
