@@ -317,20 +317,25 @@ class Cluster:
         context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
         return context
 
-    def readyz(self) -> str | None:
-        """The body of GET /readyz when it answers 200, else None."""
+    def get(self, path: str) -> tuple[int, str]:
+        """GET `path` as the admin: the status and the body."""
         connection = http.client.HTTPSConnection(
             HOST, self.apiserver_port, context=self.admin_context(), timeout=5
         )
         try:
-            connection.request("GET", "/readyz")
+            connection.request("GET", path)
             response = connection.getresponse()
-            body = response.read().decode()
-            return body if response.status == 200 else None
-        except (OSError, http.client.HTTPException):
-            return None
+            return response.status, response.read().decode()
         finally:
             connection.close()
+
+    def readyz(self) -> str | None:
+        """The body of GET /readyz when it answers 200, else None."""
+        try:
+            status, body = self.get("/readyz")
+        except (OSError, http.client.HTTPException):
+            return None
+        return body if status == 200 else None
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -125,14 +125,22 @@ def core(api_client: Any) -> Any:
     return kubernetes.client.CoreV1Api(api_client)
 
 
-def create_namespace(api_client: Any, name: str, labels: dict[str, str] | None = None) -> None:
-    """A namespace, created unless it exists (never deleted: without a namespace controller it would stay
-    Terminating; each session has a fresh apiserver)."""
+def create_idempotently(create: Callable[[], Any]) -> bool:
+    """Run `create`; an object that exists already (HTTP 409) is fine. True when created."""
     try:
-        core(api_client).create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+        create()
     except kubernetes.client.ApiException as exc:
         if exc.status != 409:  # already created by an earlier module
             raise
+        return False
+    return True
+
+
+def create_namespace(api_client: Any, name: str, labels: dict[str, str] | None = None) -> None:
+    """A namespace, created unless it exists (never deleted: without a namespace controller it would stay
+    Terminating; each session has a fresh apiserver)."""
+    body = {"metadata": {"name": name, "labels": labels or {}}}
+    create_idempotently(lambda: core(api_client).create_namespace(body))
 
 
 def api_error(call: Callable[[], Any]) -> kubernetes.client.ApiException:
