@@ -17,8 +17,6 @@ import kubernetes
 import pytest
 import yaml
 
-pytest.importorskip("tests.envtest.kit", reason="the envtest kit (issue 8) is not here")
-
 from tests.conftest import FIXTURES, ROOT, run_cli
 from tests.test_manifests import kustomize
 from webhook.rules.registry import CREATE_RULES

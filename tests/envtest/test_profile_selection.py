@@ -14,10 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FIXTURES, Server
-
-# The envtest kit (issue 8) lands on its own branch; until it is merged this module
-# has nothing to run against.
-wh = pytest.importorskip("tests.envtest.webhook", reason="the envtest kit is not on this branch")
+from tests.envtest import webhook as wh
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 
