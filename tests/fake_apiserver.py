@@ -17,7 +17,8 @@ failing lists, connections dropped mid-stream. It speaks the wire protocol
   a chunked stream of newline-delimited JSON events (ADDED, MODIFIED,
   DELETED, BOOKMARK, and ERROR carrying a 410 Status when N is older than the
   compacted history);
-- ``GET /api/v1/namespaces/{ns}/serviceaccounts/{name}``: the object, or a
+- ``GET /api/v1/namespaces/{name}`` and
+  ``GET /api/v1/namespaces/{ns}/serviceaccounts/{name}``: the object, or a
   404 Status;
 - ``/apis/admissionregistration.k8s.io/v1/{mutating,validating}webhookconfigurations``:
   get / create / replace / delete (no test uses them any more: a real
@@ -45,6 +46,7 @@ import copy
 import json
 import threading
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,11 @@ class FakeApiServer:
             [
                 web.get("/api/v1/namespaces", self._list_or_watch("namespaces")),
                 web.get("/api/v1/serviceaccounts", self._list_or_watch("serviceaccounts")),
-                web.get("/api/v1/namespaces/{namespace}/serviceaccounts/{name}", self._read_sa),
+                web.get("/api/v1/namespaces/{name}", self._read("namespaces")),
+                web.get(
+                    "/api/v1/namespaces/{namespace}/serviceaccounts/{name}",
+                    self._read("serviceaccounts"),
+                ),
                 web.route("*", "/apis/admissionregistration.k8s.io/v1/{plural}", self._configs),
                 web.route(
                     "*", "/apis/admissionregistration.k8s.io/v1/{plural}/{name}", self._configs
@@ -283,15 +289,19 @@ class FakeApiServer:
         await response.write_eof()
         return response
 
-    async def _read_sa(self, request: web.Request) -> web.Response:
-        self._record(request)
-        if self.read_delay:
-            await asyncio.sleep(self.read_delay)
-        namespace, name = request.match_info["namespace"], request.match_info["name"]
-        obj = self.collections["serviceaccounts"].objects.get((namespace, name))
-        if obj is None:
-            return _status_response(404, "NotFound", f'serviceaccounts "{name}" not found')
-        return web.json_response(obj)
+    def _read(self, plural: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def read(request: web.Request) -> web.Response:
+            self._record(request)
+            if self.read_delay:
+                await asyncio.sleep(self.read_delay)
+            name = request.match_info["name"]
+            key = (request.match_info.get("namespace", ""), name)
+            obj = self.collections[plural].objects.get(key)
+            if obj is None:
+                return _status_response(404, "NotFound", f'{plural} "{name}" not found')
+            return web.json_response(obj)
+
+        return read
 
     async def _configs(self, request: web.Request) -> web.Response:
         self._record(request)

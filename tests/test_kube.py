@@ -182,27 +182,6 @@ async def test_initial_sync_lists_then_watches_with_bookmarks(
     assert int(watch.query["timeoutSeconds"]) >= 1
 
 
-async def test_watch_events_update_the_caches(fake: FakeApiServer, synced: KubeFacts) -> None:
-    await eventually(lambda: fake.watching("namespaces") == fake.watching("serviceaccounts") == 1)
-    fake.put("namespaces", namespace("new", team="ml"))
-    await eventually(lambda: synced.namespace_labels("new") is not None)
-    assert synced.namespace_labels("new") == {"kubernetes.io/metadata.name": "new", "team": "ml"}
-
-    fake.put("namespaces", namespace("new", team="platform"))
-    await eventually(lambda: (synced.namespace_labels("new") or {}).get("team") == "platform")
-
-    fake.delete("namespaces", "new")
-    await eventually(lambda: synced.namespace_labels("new") is None)
-
-    fake.put("serviceaccounts", service_account("airflow", "etl", **{"iam.gke.io/x": "y"}))
-    await eventually(lambda: synced.service_accounts.get(("airflow", "etl")) is not None)
-    fake.put("serviceaccounts", service_account("airflow", "etl"))
-    await eventually(lambda: synced.service_accounts.get(("airflow", "etl")) == {})
-    fake.delete("serviceaccounts", "etl", "airflow")
-    await eventually(lambda: synced.service_accounts.get(("airflow", "etl")) is None)
-    assert synced.cache_sizes() == {"namespaces": 3, "serviceaccounts": 2}
-
-
 async def test_dropped_watch_reconnects_from_the_last_resource_version(
     fake: FakeApiServer, synced: KubeFacts, metrics: RecordingMetrics
 ) -> None:
@@ -344,10 +323,27 @@ async def test_cache_miss_reads_the_service_account_once(
     assert len([r for r in fake.requests if r.path.endswith("/serviceaccounts/fresh")]) == 1
 
 
-async def test_cache_miss_404_is_missing(fake: FakeApiServer, synced: KubeFacts) -> None:
-    fact = await synced.service_account("airflow", "nobody")
-    assert fact == ServiceAccountFact(status="missing")
-    assert fake.requests[-1].path == "/api/v1/namespaces/airflow/serviceaccounts/nobody"
+async def test_namespace_missing_from_the_cache_is_read_once(
+    fake: FakeApiServer, synced: KubeFacts
+) -> None:
+    # A namespace created a moment ago (the watch has not told us yet): its labels
+    # select the policy profile, so the facts read it, once for a storm of reviews.
+    fake.put("namespaces", namespace("fresh", tier="large"), notify=False)
+    storm = await asyncio.gather(
+        *(synced.facts_for("fresh", pod(), default_policy()) for _ in range(20))
+    )
+    labels = {"kubernetes.io/metadata.name": "fresh", "tier": "large"}
+    assert {tuple(sorted((f.namespace_labels or {}).items())) for f in storm} == {
+        tuple(sorted(labels.items()))
+    }
+    reads = [r for r in fake.requests if r.path == "/api/v1/namespaces/fresh"]
+    assert len(reads) == 1
+    # Remembered in the cache: the next review reads nothing.
+    assert synced.namespace_labels("fresh") == labels
+    # A namespace the API does not know stays unknown (and is not asked again at once).
+    assert (await synced.facts_for("ghost", pod(), default_policy())).namespace_labels is None
+    assert (await synced.facts_for("ghost", pod(), default_policy())).namespace_labels is None
+    assert len([r for r in fake.requests if r.path == "/api/v1/namespaces/ghost"]) == 1
 
 
 async def test_slow_api_is_a_lookup_error_within_the_budget(
@@ -413,7 +409,9 @@ async def test_facts_for(fake: FakeApiServer, synced: KubeFacts) -> None:
     unknown = await synced.facts_for("elsewhere", pod(serviceAccount="legacy"), LOOKUP)
     assert unknown.namespace_labels is None
     assert unknown.service_account == ServiceAccountFact(status="missing")
-    assert fake.requests[-1].path == "/api/v1/namespaces/elsewhere/serviceaccounts/legacy"
+    paths = [r.path for r in fake.requests]
+    assert "/api/v1/namespaces/elsewhere/serviceaccounts/legacy" in paths
+    assert "/api/v1/namespaces/elsewhere" in paths  # not in the cache: read, not there
     # No name at all: "default".
     default = await synced.facts_for("airflow", pod(), LOOKUP)
     assert default.service_account == ServiceAccountFact(status="found")

@@ -1,14 +1,16 @@
 """``KubeFacts``: namespace labels and service accounts for admission, answered from
 the watch-fed caches of ``kube.informer``.
 
-A service account missing from the cache (created a moment ago, or the
-cache not synced yet) is read with ONE direct GET within a small budget: a
-404 is ``missing``; a timeout or any other failure is ``error`` (the policy's
-``onLookupError`` decides), never an exception into the request path.
+A service account or namespace missing from the cache (created a moment ago,
+or the cache not synced yet) is read with ONE direct GET within a small
+budget: a 404 is ``missing``; a timeout or any other failure is ``error`` (for
+a service account the policy's ``onLookupError`` decides; a namespace's labels
+stay unknown, which profiles answer the same way), never an exception into the
+request path.
 
-A storm of reviews naming the same missing account costs one API call:
+A storm of reviews naming the same missing object costs one API call:
 
-- concurrent lookups of one account share one call (coalesced);
+- concurrent lookups of one object share one call (coalesced);
 - a 404 is remembered for ``MISSING_TTL`` seconds (an account created since
   reaches the watch cache, which is asked first, within milliseconds);
 - a failure is remembered for ``ERROR_TTL`` seconds, shorter: against a silent
@@ -123,8 +125,9 @@ class KubeFacts:
         )
         self._lookup_client: Any = _without_retries(api_client)
         self._lookup_core = kubernetes.client.CoreV1Api(self._lookup_client)
-        self._pending: dict[tuple[str, str], asyncio.Future[ServiceAccountFact]] = {}
-        self._remembered: dict[tuple[str, str], tuple[float, ServiceAccountFact]] = {}
+        # in flight and briefly remembered lookups, by (kind, namespace, name)
+        self._pending: dict[tuple[str, str, str], asyncio.Future[ServiceAccountFact]] = {}
+        self._remembered: dict[tuple[str, str, str], tuple[float, ServiceAccountFact]] = {}
         self._failing: str | None = None  # why lookups fail, while they do
 
     @classmethod
@@ -178,11 +181,27 @@ class KubeFacts:
     def namespace_labels(self, namespace: str) -> Labels | None:
         return self.namespaces.get(namespace)
 
+    async def namespace_labels_or_read(self, namespace: str) -> Labels | None:
+        """The namespace's labels from the cache or, on a miss (a namespace created a
+        moment ago: the watch has not told us yet), one coalesced GET within the
+        budget; None when they cannot be known."""
+        cached = self.namespaces.get(namespace)
+        if cached is not None or not namespace:
+            return cached
+        fact = await self._coalesced(NAMESPACES, "", namespace)
+        return fact.annotations if fact.status == "found" else None
+
     async def service_account(self, namespace: str, name: str) -> ServiceAccountFact:
-        key = (namespace, name)
-        cached = self.service_accounts.get(key)
+        cached = self.service_accounts.get((namespace, name))
         if cached is not None:
             return ServiceAccountFact(status="found", annotations=cached)
+        return await self._coalesced(SERVICE_ACCOUNTS, namespace, name)
+
+    async def _coalesced(self, kind: str, namespace: str, name: str) -> ServiceAccountFact:
+        """The outcome of one lookup of ``kind``'s object (a namespace's labels, or a
+        service account's identity annotations, in ``annotations``), shared by every
+        concurrent caller and remembered briefly."""
+        key = (kind, namespace, name)
         remembered = self._remembered.get(key)
         if remembered is not None:
             if time.monotonic() < remembered[0]:
@@ -190,38 +209,35 @@ class KubeFacts:
             del self._remembered[key]
         pending = self._pending.get(key)
         if pending is None:
-            pending = self._pending[key] = asyncio.ensure_future(self._lookup(namespace, name))
+            pending = self._pending[key] = asyncio.ensure_future(self._lookup(key))
             pending.add_done_callback(lambda _: self._pending.pop(key, None))
         # shielded: one reviewer giving up does not cancel the others' lookup
         return await asyncio.shield(pending)
 
-    async def _lookup(self, namespace: str, name: str) -> ServiceAccountFact:
-        """One GET within the budget (``_pending`` makes it one per account at a time)."""
-        what = f"service account {namespace}/{name}"
+    async def _lookup(self, key: tuple[str, str, str]) -> ServiceAccountFact:
+        """One GET within the budget (``_pending`` makes it one per object at a time)."""
+        kind, namespace, name = key
+        what = f"namespace {name}" if kind == NAMESPACES else f"service account {namespace}/{name}"
         try:
             loop = asyncio.get_running_loop()
             deadline = time.monotonic() + self._lookup_budget
-            read = loop.run_in_executor(
-                self._lookups, self._read_service_account, namespace, name, deadline
-            )
+            read = loop.run_in_executor(self._lookups, self._read, kind, namespace, name, deadline)
             # on timeout wait_for cancels `read`: a lookup still queued never runs (and one
             # that a thread takes up just then sees its deadline passed)
-            annotations = await asyncio.wait_for(read, self._lookup_budget)
+            found = await asyncio.wait_for(read, self._lookup_budget)
             self._succeeded()
-            return ServiceAccountFact(status="found", annotations=annotations)
+            return ServiceAccountFact(status="found", annotations=found)
         except ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:
                 self._succeeded()
-                return self._remember(
-                    (namespace, name), ServiceAccountFact(status="missing"), MISSING_TTL
-                )
+                return self._remember(key, ServiceAccountFact(status="missing"), MISSING_TTL)
             detail = f"HTTP {exc.status} {exc.reason}" if exc.status else "connection failed"
         except (TimeoutError, urllib3.exceptions.ReadTimeoutError):  # ours, or the client's
             detail = f"no answer within {self._lookup_budget:g}s"
         except Exception as exc:
             detail = "connection failed" if _is_connection_error(exc) else type(exc).__name__
             log.debug("lookup of %s failed", what, exc_info=True)
-        self._metrics.lookup_error(SERVICE_ACCOUNTS)
+        self._metrics.lookup_error(kind)
         if self._failing is None:
             log.warning(
                 "Kubernetes API lookups failing (%s, reading %s); "
@@ -231,7 +247,7 @@ class KubeFacts:
             )
         self._failing = detail
         fact = ServiceAccountFact(status="error", error=f"reading {what}: {detail}")
-        return self._remember((namespace, name), fact, ERROR_TTL)
+        return self._remember(key, fact, ERROR_TTL)
 
     def _succeeded(self) -> None:
         if self._failing is not None:
@@ -239,7 +255,7 @@ class KubeFacts:
             self._failing = None
 
     def _remember(
-        self, key: tuple[str, str], fact: ServiceAccountFact, ttl: float
+        self, key: tuple[str, str, str], fact: ServiceAccountFact, ttl: float
     ) -> ServiceAccountFact:
         now = time.monotonic()
         if len(self._remembered) >= REMEMBERED_MAX:
@@ -251,22 +267,27 @@ class KubeFacts:
         self._remembered[key] = (now + ttl, fact)
         return fact
 
-    def _read_service_account(self, namespace: str, name: str, deadline: float) -> Labels:
+    def _read(self, kind: str, namespace: str, name: str, deadline: float) -> Labels:
+        """GET the object (in a lookup thread); what the cache keeps of it, remembered there."""
         remaining = deadline - time.monotonic()
         if remaining < self._lookup_budget / 10:
             raise TimeoutError  # (almost) nobody waits for this answer any more
         # Without preloading, the client returns the raw urllib3 response.
-        response: Any = self._lookup_core.read_namespaced_service_account(
-            name,
-            namespace,
-            _preload_content=False,
-            _request_timeout=remaining,
-        )
+        options: dict[str, Any] = {"_preload_content": False, "_request_timeout": remaining}
+        if kind == NAMESPACES:
+            response: Any = self._lookup_core.read_namespace(name, **options)
+        else:
+            response = self._lookup_core.read_namespaced_service_account(name, namespace, **options)
         try:
             obj = json.loads(response.read())
         finally:
             response.release_conn()
-        annotations = self._annotations(obj if isinstance(obj, dict) else {})
+        obj = obj if isinstance(obj, dict) else {}
+        if kind == NAMESPACES:
+            labels = namespace_labels(obj)
+            self.namespaces.remember(name, labels)
+            return labels
+        annotations = self._annotations(obj)
         self.service_accounts.remember((namespace, name), annotations)
         return annotations
 
@@ -284,7 +305,7 @@ class KubeFacts:
                 )
         return Facts(
             namespace=namespace,
-            namespace_labels=self.namespace_labels(namespace),
+            namespace_labels=await self.namespace_labels_or_read(namespace),
             service_account=service_account,
         )
 
