@@ -29,6 +29,7 @@ import asyncio
 import copy
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +76,7 @@ def _string_map(value: object, keep: Callable[[str], bool] | None = None) -> Lab
     if not isinstance(value, dict) or not value:
         return EMPTY_MAP
     kept = {
-        k: v
+        sys.intern(k): v  # keys repeat across objects: one copy each (issue 13, ≤ 0.5 KiB)
         for k, v in value.items()
         if isinstance(k, str) and isinstance(v, str) and (keep is None or keep(k))
     }
@@ -84,7 +85,7 @@ def _string_map(value: object, keep: Callable[[str], bool] | None = None) -> Lab
 
 def _namespace_key(obj: Mapping[str, Any]) -> str | None:
     name = _metadata(obj).get("name")
-    return name if isinstance(name, str) and name else None
+    return sys.intern(name) if isinstance(name, str) and name else None
 
 
 def _namespace_labels(obj: Mapping[str, Any]) -> Labels:
@@ -95,7 +96,7 @@ def _service_account_key(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     metadata = _metadata(obj)
     namespace, name = metadata.get("namespace"), metadata.get("name")
     if isinstance(namespace, str) and namespace and isinstance(name, str) and name:
-        return namespace, name
+        return sys.intern(namespace), name  # shared by every account of the namespace
     return None
 
 
