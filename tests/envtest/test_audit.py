@@ -176,7 +176,9 @@ def test_reports_written_rewritten_and_cleared(cluster: Any, admin: Any, stored_
     assert pods == {"kex-dags-in-image", "kex-dags-in-volume", "kex-hostpath-volume",
                     "kex-dags-in-image-admitted"}  # fmt: skip
     summary = report["summary"]
-    assert sum(summary.values()) == len(report["results"]) == 4 * len(CREATE_RULES)  # a result per rule per pod
+    assert (
+        sum(summary.values()) == len(report["results"]) == 4 * len(CREATE_RULES)
+    )  # a result per rule per pod
     assert summary["fail"] == 2
     assert {r["metadata"]["namespace"] for r in reports(admin)} == {stored_pods}
 
