@@ -227,7 +227,12 @@ def main() -> int:
         per_object_kib=per_object_kib,
         traced=traced,
     )
-    print(f"cache: {per_object_kib:.2f} KiB per object (target ≤ {TARGET_KIB})", flush=True)
+    traced_kib = traced["bytes"] / 1024 / max(1, traced["objects"])
+    print(
+        f"cache: {traced_kib:.2f} KiB per object (target ≤ {TARGET_KIB}); "
+        f"server RSS {per_object_kib:.2f} KiB per object",
+        flush=True,
+    )
     return 0
 
 
