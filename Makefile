@@ -52,6 +52,8 @@ bench: $(STAMP)
 	bash bench/run.sh
 	KUBEBUILDER_ASSETS="$${KUBEBUILDER_ASSETS:-$$(../shared/envtest/install.sh)}" \
 		$(BIN)/python bench/audit.py
+	KUBEBUILDER_ASSETS="$${KUBEBUILDER_ASSETS:-$$(../shared/envtest/install.sh)}" \
+		$(BIN)/python bench/api_memory.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

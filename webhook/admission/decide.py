@@ -172,7 +172,7 @@ def _decide(
         return _skip(request, "exempt namespace")
     pod = request.object
     shape = check_pod_shape(pod)
-    if any(v.where == "object" or v.where.startswith("metadata") for v in shape):
+    if shape and any(v.where == "object" or v.where.startswith("metadata") for v in shape):
         # Without well-formed metadata the pod cannot even be selected (or named).
         return _deny(request, {}, [("shape", v) for v in shape], (), {})
     annotations = get_in(pod, "metadata", "annotations")
@@ -215,27 +215,29 @@ def _decide(
     violations: list[tuple[str, Violation]] = []
     audit_notes: list[str] = []
     hit: list[str] = []
-    for rule, action, outcome in results:
-        if outcome.changes or outcome.violations or outcome.notes:
-            hit.append(rule.id)
+    for rule, action, (found_changes, found_notes, found_violations) in results:
+        if not (found_changes or found_violations or found_notes):
+            continue  # most rules find nothing: nothing to collect
+        hit.append(rule.id)
         if action == "enforce":
             if endpoint == "mutate":
-                changes.extend(outcome.changes)
-                change_rules.extend(rule.id for _ in outcome.changes)
-                warnings.extend(outcome.notes)
+                if found_changes:
+                    changes.extend(found_changes)
+                    change_rules.append(rule.id)
+                warnings.extend(found_notes)
             elif scope != "update":
                 violations.extend(
                     (rule.id, _not_enforced(rule, pod, c.path, c.value))
-                    for c in outcome.changes
+                    for c in found_changes
                     if c.enforced
                 )
-            violations.extend((rule.id, v) for v in outcome.violations)
+            violations.extend((rule.id, v) for v in found_violations)
         elif action == "warn" and endpoint == "mutate":
-            warnings.extend(f"[warn mode] would apply: {n}" for n in outcome.notes)
-            warnings.extend(f"[warn mode] would deny: {v}" for v in outcome.violations)
+            warnings.extend(f"[warn mode] would apply: {n}" for n in found_notes)
+            warnings.extend(f"[warn mode] would deny: {v}" for v in found_violations)
         elif action == "audit":
-            audit_notes.extend(outcome.notes)
-            audit_notes.extend(str(v) for v in outcome.violations)
+            audit_notes.extend(found_notes)
+            audit_notes.extend(str(v) for v in found_violations)
 
     if audit_notes:
         audit["audit-mode-findings"] = "; ".join(audit_notes)[:2000]
@@ -253,7 +255,7 @@ def _decide(
             responses.patched(request.uid, patch, warnings, audit),
             "patched",
             rules=tuple(hit),
-            mutated_by=tuple(dict.fromkeys(change_rules)),
+            mutated_by=tuple(change_rules),  # each rule once, in order
             patch=patch,
             profile=profile,
         )

@@ -30,8 +30,12 @@ def escape(part: PathPart) -> str:
     return part
 
 
-def pointer(path: Iterable[PathPart]) -> str:
-    return "/" + "/".join(map(escape, path))
+def pointer(path: tuple[PathPart, ...]) -> str:
+    text = "/".join([part if type(part) is str else str(part) for part in path])
+    if "~" in text or text.count("/") != len(path) - 1:
+        # A key holds "~" or "/" (an annotation key): escape it. Rare, so checked once.
+        return "/" + "/".join(map(escape, path))
+    return "/" + text
 
 
 def build_patch(obj: Any, changes: Iterable[Change]) -> list[PatchOp]:

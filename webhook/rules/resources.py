@@ -44,6 +44,7 @@ from webhook.rules.base import (
 
 ORIGINAL_ANNOTATION = "task-pod-webhook/original-resources"
 _NONE: dict[str, Any] = {}  # an absent (or empty) requests / limits map; never written to
+_KINDS = ("requests", "limits")
 
 # (spelling as written in the manifest or policy, parsed value)
 _Value = tuple[Any, Decimal]
@@ -105,6 +106,24 @@ def _pod_total(requests: list[tuple[ContainerRef, dict[str, Decimal]]], name: st
     return max(apps, init_peak)
 
 
+_INVALID: Any = object()  # a value that is not a quantity (a violation was recorded)
+
+
+def _parsed(
+    ref: ContainerRef, kind: str, name: str, raw: Any, violations: list[Violation]
+) -> _Value | None:
+    """``(raw, parsed)``, None when unset, ``_INVALID`` (and a violation) when unparsable."""
+    if raw is None:
+        return None
+    try:
+        return raw, quantity.parse(raw)
+    except quantity.QuantityError:
+        violations.append(
+            ref.violation(f"resources.{kind}.{name} {json.dumps(raw)} is not a valid quantity")
+        )
+        return _INVALID  # type: ignore[no-any-return]
+
+
 def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
     rules = policy.resources
     changes: list[Change] = []
@@ -113,60 +132,49 @@ def check_resources(pod: Pod, policy: Policy, facts: Facts) -> Outcome:
     originals: dict[str, dict[str, dict[str, Any]]] = {}
     final_requests: list[tuple[ContainerRef, dict[str, Decimal]]] = []
     equal = rules.requests_equal_limits
+    bounds = rules.bounds
     for ref in visit_containers(pod, facts, ("initContainers", "containers")):
-        resources = ref.container.get("resources") or {}
-        current = {
-            "requests": resources.get("requests") or _NONE,
-            "limits": resources.get("limits") or _NONE,
-        }
+        resources = ref.container.get("resources") or _NONE
+        requests = resources.get("requests") or _NONE
+        limits = resources.get("limits") or _NONE
         totals: dict[str, Decimal] = {}
         final_requests.append((ref, totals))
         exempt = ref.name in rules.min_exempt_containers
-        label = ref.label
-        edits: dict[str, list[Change]] = {"requests": [], "limits": []}
-        for bound in rules.bounds:
+        edits: tuple[list[Change], list[Change]] = ([], [])
+        for bound in bounds:
             name = bound.name
-            raw_req = current["requests"].get(name)
-            raw_lim = current["limits"].get(name)
+            raw_req = requests.get(name)
+            raw_lim = limits.get(name)
             if raw_req is None and raw_lim is None and bound.request is bound.limit is None:
                 continue  # nothing set and nothing to default: no bound can apply
-            parsed: dict[str, _Value | None] = {}
-            for kind, raw in (("requests", raw_req), ("limits", raw_lim)):
-                try:
-                    parsed[kind] = None if raw is None else (raw, quantity.parse(raw))
-                except quantity.QuantityError:
-                    violations.append(
-                        ref.violation(
-                            f"resources.{kind}.{name} {json.dumps(raw)} is not a valid quantity"
-                        )
-                    )
-            if len(parsed) < 2:
+            before_req = _parsed(ref, "requests", name, raw_req, violations)
+            before_lim = _parsed(ref, "limits", name, raw_lim, violations)
+            if before_req is _INVALID or before_lim is _INVALID:
                 continue
-            req, lim, why_req, why_lim = _settle(
-                bound, parsed["requests"], parsed["limits"], exempt, equal
-            )
+            req, lim, why_req, why_lim = _settle(bound, before_req, before_lim, exempt, equal)
             if req is not None:
                 totals[name] = req[1]
-            for kind, before, after, why in (
-                ("requests", parsed["requests"], req, why_req),
-                ("limits", parsed["limits"], lim, why_lim),
+            for index, (before, after, why) in enumerate(
+                ((before_req, req, why_req), (before_lim, lim, why_lim))
             ):
                 if after is None or (before is not None and before[0] == after[0]):
                     continue
-                edits[kind].append(
+                kind = _KINDS[index]
+                edits[index].append(
                     Change(("spec", ref.kind, ref.position, "resources", kind, name), after[0])
                 )
                 if before is not None:  # a value merely unset is filled in silently
                     notes.append(
-                        f"{label}: resources.{kind}.{name} {before[0]} changed to {after[0]} "
-                        f"({why})"
+                        f"{ref.label}: resources.{kind}.{name} {before[0]} changed to "
+                        f"{after[0]} ({why})"
                     )
                 originals.setdefault(ref.name, {}).setdefault(kind, {})[name] = (
                     None if before is None else before[0]
                 )
-        for kind, kind_changes in edits.items():
-            base = ("spec", ref.kind, ref.position, "resources", kind)
-            changes.extend(grouped(base, current[kind] is not _NONE, kind_changes))
+        for index, current in enumerate((requests, limits)):
+            if edits[index]:
+                base = ("spec", ref.kind, ref.position, "resources", _KINDS[index])
+                changes.extend(grouped(base, current is not _NONE, edits[index]))
     for name, (cap_text, cap) in rules.parsed["maxPerPod"].items():
         total = _pod_total(final_requests, name)
         if total > cap:

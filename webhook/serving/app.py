@@ -112,6 +112,9 @@ async def _read_body(request: web.Request, timeout: float) -> bytes:
             actual_size=request.content_length,
             text=f"body of {request.content_length} bytes is over the {MAX_BODY_BYTES} byte limit",
         )
+    if request.content.is_eof():
+        # The whole body came with the headers (the usual case for a pod): no timer to arm.
+        return await request.read()
     try:
         async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
             return await request.read()
