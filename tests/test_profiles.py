@@ -10,10 +10,11 @@ import yaml
 
 from tests.podkit import pod, request_of, review
 from webhook.admission.decide import Decision, decide
+from webhook.admission.facts import NoKubeFacts
 from webhook.policy import Policy, PolicyError, dump_policy, load_policy_text
 from webhook.policy.model import FAMILY_SECTIONS
 from webhook.policy.profiles import BASE, find_profile, merge, select_profile
-from webhook.rules.base import Facts
+from webhook.rules.base import Facts, ServiceAccountFact
 
 TWO = """
 resources: {max: {cpu: "20"}}
@@ -243,6 +244,30 @@ def test_the_profile_shows_in_the_decision_annotations_and_denial() -> None:
     base_denied = _decide(policy, {}, account="intruder")
     assert "of the task pod policy:" in base_denied.response["status"]["message"]
     assert "policy profile" not in base_denied.response["status"]["message"]
+
+
+LOOKUP_IN_A_PROFILE = """
+profiles:
+  - name: audited
+    namespaceSelector: {matchLabels: {size: large}}
+    serviceAccounts: {lookup: true}
+"""
+
+
+def test_a_profile_that_looks_accounts_up_gets_the_fact_though_the_base_does_not() -> None:
+    # The facts are gathered before the profile is chosen: they must serve every profile.
+    policy = _load(LOOKUP_IN_A_PROFILE)
+    assert not policy.service_accounts.lookup
+    assert policy.looks_up_service_accounts
+    assert not _load("{}").looks_up_service_accounts
+    fact = NoKubeFacts().facts("tenant", policy).service_account
+    assert fact is not None and fact.status == "error"
+    subject = pod(serviceAccountName="airflow-worker")
+    body = review(subject, "CREATE", namespace="tenant")
+    missing = Facts("tenant", {"size": "large"}, ServiceAccountFact("missing"))
+    denied = decide(request_of(body), policy, missing)
+    assert denied.verdict == "denied" and denied.profile == "audited"
+    assert 'service account "airflow-worker" does not exist' in denied.response["status"]["message"]
 
 
 def test_unknown_namespace_labels_follow_on_lookup_error() -> None:

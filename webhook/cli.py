@@ -184,7 +184,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from webhook.rules.base import Facts
 
     policy = _load_policy_or_exit(args.policy)
-    if policy.service_accounts.lookup:
+    if policy.looks_up_service_accounts:
         print("note: offline review: service account lookups are skipped", file=sys.stderr)
     if policy.profiles and args.namespace_labels is None:
         print(

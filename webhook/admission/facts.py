@@ -36,7 +36,7 @@ class NoKubeFacts:
 
     def facts(self, namespace: str, policy: Policy) -> Facts:
         account = None
-        if policy.service_accounts.lookup:
+        if policy.looks_up_service_accounts:
             account = ServiceAccountFact("error", error=self.reason)
         return Facts(namespace=namespace, service_account=account)
 

@@ -294,7 +294,7 @@ class KubeFacts:
     async def facts_for(self, namespace: str, pod: Mapping[str, Any], policy: Policy) -> Facts:
         """What the rules may know about ``pod`` in ``namespace`` (never raises)."""
         service_account = None
-        if policy.service_accounts.lookup:
+        if policy.looks_up_service_accounts:
             if namespace:
                 service_account = await self.service_account(
                     namespace, effective_service_account(pod)[1]

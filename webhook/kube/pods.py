@@ -117,7 +117,7 @@ class ListedFacts:
                 if key is not None:
                     namespaces[key] = namespace_labels(obj)
         accounts: dict[tuple[str, str], Labels] | None = None
-        if policy.service_accounts.lookup:
+        if policy.looks_up_service_accounts:
             accounts = {}
             annotations = annotations_keeper(IDENTITY_ANNOTATION_PREFIXES)
             calls = (
@@ -140,7 +140,7 @@ class ListedFacts:
         since), which the server would not know either until its watch sees it.
         """
         account = None
-        if policy.service_accounts.lookup and self._service_accounts is not None:
+        if policy.looks_up_service_accounts and self._service_accounts is not None:
             key = (namespace, effective_service_account(pod)[1])
             found = self._service_accounts.get(key)
             account = (
@@ -148,7 +148,7 @@ class ListedFacts:
                 if found is None
                 else ServiceAccountFact("found", annotations=found)
             )
-        elif policy.service_accounts.lookup:
+        elif policy.looks_up_service_accounts:
             account = ServiceAccountFact("error", error="service accounts were not listed")
         return Facts(
             namespace=namespace,

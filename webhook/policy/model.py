@@ -65,6 +65,14 @@ class Policy(StrictModel):
         return frozenset(p.name for p in self._profiles)
 
     @cached_property
+    def looks_up_service_accounts(self) -> bool:
+        """Whether the base policy or any profile reads the pod's service account (§4.5):
+        the facts are gathered before the profile is chosen, so they serve every one."""
+        return self.service_accounts.lookup or any(
+            p.policy.service_accounts.lookup for p in self._profiles
+        )
+
+    @cached_property
     def profile_selections(self) -> dict[tuple[tuple[str, str], ...], Profile | None]:
         """Memo of ``profiles.select_profile`` by namespace labels, for this load only."""
         return {}
@@ -115,6 +123,7 @@ class Policy(StrictModel):
             self.exempt,
             self.content_hash,
             self.profile_names,
+            self.looks_up_service_accounts,
             self.profile_selections,
             self.resources.resource_names,
             self.resources.parsed,
